@@ -1,0 +1,49 @@
+# The two commands of the README:
+#   make run    set up a virtual environment and run the service on its embedded defaults
+#   make test   set up, then run the whole suite: ruff, mypy --strict, pytest (integration too)
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint typecheck pytest system-packages clean
+
+run: $(VENV)/.runtime
+	$(BIN)/python -m service
+
+test: system-packages $(VENV)/.test lint typecheck pytest
+
+lint: $(VENV)/.test
+	$(BIN)/ruff check service tests
+	$(BIN)/ruff format --check service tests
+
+typecheck: $(VENV)/.test
+	$(BIN)/mypy --strict service
+
+pytest: $(VENV)/.test
+	$(BIN)/pytest
+
+system-packages:
+	@sh tests/system-packages.sh
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
+	  echo "Python 3.11 or newer is needed as '$(PYTHON)' (set PYTHON=... to use another)"; exit 1; }
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else echo "missing Debian package: python3-venv (sudo apt-get install python3-venv)"; exit 1; fi; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	@touch $@
+
+$(VENV)/.test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $@ $(VENV)/.runtime
+
+clean:
+	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The HTTP edge: handlers, middlewares and the static page."""

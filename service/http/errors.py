@@ -1,0 +1,36 @@
+"""One middleware that turns every failure into a JSON answer, never a traceback."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from service.store import NotFound
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(status: int, message: str, **extra: object) -> web.Response:
+    """A JSON error answer: ``{"error": message, ...extra}``."""
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map not-found to 404, HTTP errors to their status, anything unexpected to a logged 500."""
+    try:
+        return await handler(request)
+    except NotFound as exc:
+        return error_body(404, str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400 or exc.empty_body:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        response = error_body(exc.status, exc.reason)
+        response.headers.update(headers)
+        return response
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return error_body(500, "internal error")

@@ -1,0 +1,152 @@
+"""The SQLite database: its connections, pragmas, schema and transactions.
+
+One writer connection behind an asyncio lock carries every write, so a multi-statement write is
+one ``BEGIN IMMEDIATE … COMMIT`` that no other task's statement can slip into. A separate
+read-only connection serves reads: in WAL mode a reader never waits for a writer, whether the
+writer is this process or another one (the Rails app, a ``run-once``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import aiosqlite
+
+from service.clock import Clock, utc_now
+from service.resources import schema_sql
+
+from .errors import IncompatibleSchema, StoreError
+
+logger = logging.getLogger(__name__)
+
+# The columns this service reads and writes; a database may have more (Rails adds none today).
+_REQUIRED_COLUMNS = {
+    "job_logs": {"id", "name", "status", "created_at", "updated_at"},
+    "job_log_details": {"id", "job_log_id", "message", "created_at", "updated_at"},
+}
+
+
+class DatabaseUnavailable(StoreError):
+    """The database file cannot be opened or created."""
+
+
+class Database:
+    """Owns the connections to one SQLite file; open with :meth:`open`, end with :meth:`close`."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        clock: Clock,
+        zone: ZoneInfo,
+    ) -> None:
+        self.path = path
+        self.clock = clock
+        self.zone = zone
+        self._writer = writer
+        self._reader = reader
+        self._write_lock = asyncio.Lock()
+        self._read_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_seconds: float = 5.0,
+        clock: Clock = utc_now,
+        zone: ZoneInfo | None = None,
+    ) -> Database:
+        """Open (creating if needed) the database at ``path`` and apply the schema."""
+        busy_ms = max(1, round(busy_timeout_seconds * 1000))
+        writer = reader = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await _connect(path, busy_ms)
+            await _execute(writer, "PRAGMA journal_mode=WAL")
+            await _apply_schema(writer, path)
+            reader = await _connect(path, busy_ms)
+            await _execute(reader, "PRAGMA query_only=ON")
+        except (OSError, sqlite3.Error) as exc:
+            for conn in (reader, writer):
+                if conn is not None:
+                    await conn.close()
+            raise DatabaseUnavailable(f"cannot open database {path}: {exc}") from exc
+        except BaseException:
+            for conn in (reader, writer):
+                if conn is not None:
+                    await conn.close()
+            raise
+        logger.info("database open at %s", path)
+        return cls(path, writer, reader, clock, zone or ZoneInfo("UTC"))
+
+    async def close(self) -> None:
+        """Close both connections, after any write under way has finished."""
+        async with self._write_lock:
+            await self._writer.close()
+        async with self._read_lock:
+            await self._reader.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction: ``BEGIN IMMEDIATE``, then COMMIT, or ROLLBACK on any error."""
+        async with self._write_lock:
+            conn = self._writer
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                await conn.commit()
+            except BaseException:
+                # A failed COMMIT (disk full, I/O error) leaves the transaction open too.
+                if conn.in_transaction:
+                    await asyncio.shield(conn.rollback())
+                raise
+
+    @asynccontextmanager
+    async def snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
+        """A read transaction: every statement inside sees the same committed state."""
+        async with self._read_lock:
+            conn = self._reader
+            await conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                if conn.in_transaction:
+                    await asyncio.shield(conn.rollback())
+
+
+async def _connect(path: Path, busy_ms: int) -> aiosqlite.Connection:
+    conn = await aiosqlite.connect(path, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    try:
+        await _execute(conn, "PRAGMA foreign_keys=ON")
+        await _execute(conn, f"PRAGMA busy_timeout={int(busy_ms)}")
+    except BaseException:
+        await conn.close()
+        raise
+    return conn
+
+
+async def _execute(conn: aiosqlite.Connection, sql: str) -> None:
+    async with conn.execute(sql) as cursor:
+        await cursor.fetchall()
+
+
+async def _apply_schema(conn: aiosqlite.Connection, path: Path) -> None:
+    """Check the tables the file may already hold, then apply schema.sql in one transaction."""
+    for table, required in _REQUIRED_COLUMNS.items():
+        async with conn.execute(f"PRAGMA table_info({table})") as cursor:
+            present = {row["name"] for row in await cursor.fetchall()}
+        missing = required - present
+        if present and missing:
+            raise IncompatibleSchema(
+                f"{path}: table {table} lacks column(s) {', '.join(sorted(missing))}"
+            )
+    await conn.executescript(f"BEGIN IMMEDIATE;\n{schema_sql()}\nCOMMIT;")

@@ -1,0 +1,242 @@
+"""Every SQL statement on job_logs and job_log_details."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import sqlite3
+from datetime import datetime
+
+import aiosqlite
+
+from .database import Database
+from .errors import InvalidMessage, InvalidTransition, NotFound
+from .models import (
+    JobLog,
+    JobLogDetail,
+    JobLogPage,
+    JobLogQuery,
+    JobLogWithDetails,
+    Status,
+    StatusCounts,
+)
+from .timestamps import from_db, to_db, to_db_bound
+
+MAX_MESSAGE_LENGTH = 5000
+NAME_PATTERN = re.compile(r"[0-9]{14}(?:_[0-9]+)?")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+# The life cycle: pending → processing → success | error, and pending → error.
+_ALLOWED_FROM: dict[Status, frozenset[Status]] = {
+    Status.processing: frozenset({Status.pending}),
+    Status.success: frozenset({Status.processing}),
+    Status.error: frozenset({Status.pending, Status.processing}),
+}
+
+_LOG = "id, name, status, created_at, updated_at"
+_DETAIL = "id, job_log_id, message, created_at, updated_at"
+
+
+def name_for(moment: datetime, suffix: int) -> str:
+    """The job-log name for a start time (already in the naming zone) and a collision count."""
+    stamp = moment.strftime("%Y%m%d%H%M%S")
+    return stamp if suffix == 0 else f"{stamp}_{suffix}"
+
+
+def fit_message(message: str) -> str:
+    """The message as it can be stored: at most 5,000 characters, never refused for length.
+
+    A longer message keeps its beginning and ends with a marker giving the original length.
+    Characters that UTF-8 cannot carry (lone surrogates) become U+FFFD rather than failing.
+    """
+    if not message or message.isspace():
+        raise InvalidMessage("a detail message must not be empty")
+    message = _LONE_SURROGATE.sub("\ufffd", message)
+    if len(message) <= MAX_MESSAGE_LENGTH:
+        return message
+    marker = f"… [truncated from {len(message):,} characters]"
+    return message[: MAX_MESSAGE_LENGTH - len(marker)] + marker
+
+
+async def create_job_log(db: Database) -> JobLog:
+    """Create a pending log named after the clock's current second, suffixed on collision.
+
+    Names are claimed through the unique constraint inside one write transaction, so concurrent
+    creators, in this process or another, always end up with distinct names.
+    """
+    now = db.clock()
+    local = now.astimezone(db.zone)
+    stamp = to_db(now)
+    async with db.transaction() as conn:
+        for suffix in itertools.count():
+            try:
+                row = await _fetch_one(
+                    conn,
+                    f"INSERT INTO job_logs (name, status, created_at, updated_at) "
+                    f"VALUES (?, ?, ?, ?) RETURNING {_LOG}",
+                    (name_for(local, suffix), int(Status.pending), stamp, stamp),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "job_logs.name" not in str(exc):
+                    raise
+                continue
+            assert row is not None
+            return _job_log(row)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def set_status(db: Database, job_log_id: int, status: Status) -> JobLog:
+    """Move a log to ``status``; refuses (InvalidTransition) what the life cycle forbids."""
+    allowed = _ALLOWED_FROM.get(status, frozenset())
+    async with db.transaction() as conn:
+        placeholders = ", ".join("?" for _ in allowed) or "NULL"
+        row = await _fetch_one(
+            conn,
+            f"UPDATE job_logs SET status = ?, updated_at = ? "
+            f"WHERE id = ? AND status IN ({placeholders}) RETURNING {_LOG}",
+            (int(status), to_db(db.clock()), job_log_id, *(int(s) for s in allowed)),
+        )
+        if row is not None:
+            return _job_log(row)
+        current = await _fetch_one(conn, "SELECT status FROM job_logs WHERE id = ?", (job_log_id,))
+    if current is None:
+        raise NotFound(f"job log {job_log_id} does not exist")
+    raise InvalidTransition(
+        f"job log {job_log_id} cannot go from {Status(current['status']).name} to {status.name}"
+    )
+
+
+async def add_detail(db: Database, job_log_id: int, message: str) -> JobLogDetail:
+    """Append a message to a log, timestamped now; see :func:`fit_message` for its limits."""
+    text = fit_message(message)
+    stamp = to_db(db.clock())
+    async with db.transaction() as conn:
+        try:
+            row = await _fetch_one(
+                conn,
+                f"INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+                f"VALUES (?, ?, ?, ?) RETURNING {_DETAIL}",
+                (job_log_id, text, stamp, stamp),
+            )
+        except sqlite3.IntegrityError as exc:
+            if "FOREIGN KEY" not in str(exc):
+                raise
+            raise NotFound(f"job log {job_log_id} does not exist") from None
+    assert row is not None
+    return _detail(row)
+
+
+async def list_job_logs(db: Database, query: JobLogQuery) -> JobLogPage:
+    """One page of logs, most recent first, with the number of logs matching the filter."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if query.status is not None:
+        clauses.append("status = ?")
+        params.append(int(query.status))
+    if query.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(to_db_bound(query.since))
+    if query.until is not None:
+        clauses.append("created_at < ?")
+        params.append(to_db_bound(query.until))
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    async with db.snapshot() as conn:
+        total = await _fetch_one(conn, f"SELECT count(*) AS n FROM job_logs{where}", params)
+        rows = await _fetch_all(
+            conn,
+            f"SELECT {_LOG} FROM job_logs{where} "
+            f"ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+            [*params, query.per_page, query.offset],
+        )
+    return JobLogPage(
+        items=[_job_log(row) for row in rows],
+        page=query.page,
+        per_page=query.per_page,
+        total=total["n"] if total is not None else 0,
+    )
+
+
+async def get_job_log(db: Database, job_log_id: int) -> JobLogWithDetails:
+    """A log by id with its details in chronological order; NotFound if there is none."""
+    return await _with_details(db, "id = ?", job_log_id, f"job log {job_log_id}")
+
+
+async def get_job_log_by_name(db: Database, name: str) -> JobLogWithDetails:
+    """A log by name (``20251215143022`` or ``20251215143022_1``) with its details."""
+    if not NAME_PATTERN.fullmatch(name):
+        raise NotFound(f"job log {name!r} does not exist")
+    return await _with_details(db, "name = ?", name, f"job log {name}")
+
+
+async def count_by_status(db: Database) -> StatusCounts:
+    """How many logs there are in all and per status."""
+    async with db.snapshot() as conn:
+        rows = await _fetch_all(
+            conn, "SELECT status, count(*) AS n FROM job_logs GROUP BY status", ()
+        )
+    per_status = {Status(row["status"]).name: row["n"] for row in rows if _is_status(row["status"])}
+    return StatusCounts(total=sum(row["n"] for row in rows), **per_status)
+
+
+async def latest_job_log(db: Database) -> JobLog | None:
+    """The most recently created log, or None when there is none."""
+    async with db.snapshot() as conn:
+        row = await _fetch_one(
+            conn, f"SELECT {_LOG} FROM job_logs ORDER BY created_at DESC, id DESC LIMIT 1", ()
+        )
+    return _job_log(row) if row is not None else None
+
+
+async def _with_details(db: Database, where: str, key: object, label: str) -> JobLogWithDetails:
+    async with db.snapshot() as conn:
+        row = await _fetch_one(conn, f"SELECT {_LOG} FROM job_logs WHERE {where}", (key,))
+        if row is None:
+            raise NotFound(f"{label} does not exist")
+        details = await _fetch_all(
+            conn,
+            f"SELECT {_DETAIL} FROM job_log_details WHERE job_log_id = ? ORDER BY created_at, id",
+            (row["id"],),
+        )
+    log = _job_log(row)
+    return JobLogWithDetails(**log.model_dump(), details=[_detail(d) for d in details])
+
+
+def _is_status(value: object) -> bool:
+    return isinstance(value, int) and value in Status._value2member_map_
+
+
+def _job_log(row: sqlite3.Row) -> JobLog:
+    return JobLog(
+        id=row["id"],
+        name=row["name"],
+        status=Status(row["status"]),
+        created_at=from_db(row["created_at"]),
+        updated_at=from_db(row["updated_at"]),
+    )
+
+
+def _detail(row: sqlite3.Row) -> JobLogDetail:
+    return JobLogDetail(
+        id=row["id"],
+        job_log_id=row["job_log_id"],
+        message=row["message"],
+        created_at=from_db(row["created_at"]),
+        updated_at=from_db(row["updated_at"]),
+    )
+
+
+async def _fetch_one(
+    conn: aiosqlite.Connection, sql: str, params: tuple[object, ...] | list[object]
+) -> sqlite3.Row | None:
+    async with conn.execute(sql, params) as cursor:
+        row: sqlite3.Row | None = await cursor.fetchone()
+        # Drain the statement so an INSERT … RETURNING is complete before the cursor closes.
+        await cursor.fetchall()
+    return row
+
+
+async def _fetch_all(
+    conn: aiosqlite.Connection, sql: str, params: tuple[object, ...] | list[object]
+) -> list[sqlite3.Row]:
+    async with conn.execute(sql, params) as cursor:
+        return list(await cursor.fetchall())

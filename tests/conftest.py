@@ -1,0 +1,71 @@
+"""Fixtures: settings with a database in tmp_path → the real app factory → a test client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from pytest_aiohttp import AiohttpClient
+
+from service.app import create_app
+from service.settings import Settings
+from service.store import Database
+from tests.support.clock import FakeClock
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No setting leaks in from the machine running the tests."""
+    for name in Settings.model_fields:
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A clock that stands still until a test moves it."""
+    return FakeClock(datetime(2025, 12, 15, 14, 30, 22, 250000, tzinfo=UTC))
+
+
+@pytest.fixture
+def database_path(tmp_path: Path) -> Path:
+    """Where the test's database lives."""
+    return tmp_path / "data" / "joblog.sqlite3"
+
+
+@pytest.fixture
+def settings(database_path: Path) -> Settings:
+    """Settings for a service whose database is in the test's folder."""
+    return Settings(database_path=database_path)
+
+
+@pytest.fixture
+async def db(settings: Settings, clock: FakeClock) -> AsyncIterator[Database]:
+    """The store's database, opened on the test's file, closed afterwards."""
+    database = await Database.open(
+        settings.database_path,
+        busy_timeout_seconds=settings.database_busy_timeout_seconds,
+        clock=clock,
+        zone=settings.zone,
+    )
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+@pytest.fixture
+def app(settings: Settings, clock: FakeClock) -> web.Application:
+    """The application exactly as the server builds it."""
+    return create_app(settings, clock=clock)
+
+
+@pytest.fixture
+async def client(
+    aiohttp_client: AiohttpClient, app: web.Application
+) -> TestClient[web.Request, web.Application]:
+    """A client talking to the app over a real socket."""
+    return await aiohttp_client(app)

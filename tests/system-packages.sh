@@ -1,0 +1,33 @@
+#!/bin/sh
+# Makes sure the Debian packages the test suite drives for real are installed.
+# As root it installs the missing ones; otherwise it names them and the suite skips what needs
+# them (under CI=true those tests fail instead).
+set -eu
+
+# ruby, ruby-activerecord, ruby-sqlite3: the seed's Rails models read and write our database file.
+PACKAGES="ruby ruby-activerecord ruby-sqlite3"
+
+missing=""
+for package in $PACKAGES; do
+    if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+        missing="$missing $package"
+    fi
+done
+missing=${missing# }
+
+if [ -z "$missing" ]; then
+    exit 0
+fi
+if [ "$(id -u)" = 0 ]; then
+    echo "installing Debian packages for the tests: $missing"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    # shellcheck disable=SC2086
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+else
+    echo "missing Debian packages for the tests: $missing"
+    echo "install them with: sudo apt-get install $missing"
+    if [ "${CI:-}" = "true" ]; then
+        exit 1
+    fi
+fi

@@ -1,0 +1,228 @@
+"""schema.sql: the seed's tables and indexes plus the composite one, applied idempotently,
+accepting a database the seed's SQL (or Rails) created, storing what Rails reads."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from service.store import (
+    Database,
+    DatabaseUnavailable,
+    IncompatibleSchema,
+    JobLogQuery,
+    Status,
+    add_detail,
+    count_by_status,
+    create_job_log,
+    get_job_log_by_name,
+    list_job_logs,
+    set_status,
+)
+from tests.support.clock import FakeClock
+
+SEED_SCHEMA = (Path(__file__).parent / "fixtures" / "seed_schema.sql").read_text()
+RAILS_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
+
+
+@contextmanager
+def raw(path: Path) -> Iterator[sqlite3.Connection]:
+    """A plain sqlite3 connection, as another program would open the file."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
+        yield conn
+
+
+def structure(path: Path) -> dict[str, object]:
+    """Every table's columns and every index's columns, uniqueness and name."""
+    with raw(path) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' "
+                "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+            )
+        ]
+        shape: dict[str, object] = {}
+        for table in tables:
+            columns = [tuple(row[1:]) for row in conn.execute(f"PRAGMA table_info({table})")]
+            indexes = {
+                (row[1], row[2]): [r[2] for r in conn.execute(f"PRAGMA index_info('{row[1]}')")]
+                for row in conn.execute(f"PRAGMA index_list({table})")
+            }
+            keys = [tuple(row[2:5]) for row in conn.execute(f"PRAGMA foreign_key_list({table})")]
+            shape[table] = {"columns": columns, "indexes": indexes, "foreign_keys": keys}
+        return shape
+
+
+def seed_database(path: Path) -> None:
+    """A database made from the seed's SQL, holding the seed's sample rows as Rails wrote them."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with raw(path) as conn:
+        conn.executescript(SEED_SCHEMA)
+        conn.executescript(
+            """
+            INSERT INTO job_logs (name, status, created_at, updated_at) VALUES
+              ('20251215143022', 3, '2025-12-15 14:30:22', '2025-12-15 14:30:45'),
+              ('20251215144022', 2, '2025-12-15 14:40:22', '2025-12-15 14:40:35'),
+              ('20251215145022', 1, '2025-12-15 14:50:22', '2025-12-15 14:50:25.120000'),
+              ('20251215143022_1', 3, '2025-12-15 14:30:22', '2025-12-15 14:30:50');
+            INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) VALUES
+              (1, 'Job started - SyncOpenOrdersJob', '2025-12-15 14:30:22', '2025-12-15 14:30:22'),
+              (1, 'Connected successfully', '2025-12-15 14:30:24.5', '2025-12-15 14:30:24.5'),
+              (1, 'Connecting to SQL Server CASQL2.inxintl.com...',
+                  '2025-12-15 14:30:23', '2025-12-15 14:30:23');
+            """
+        )
+
+
+def test_fresh_schema_is_the_seeds_plus_the_composite_index(
+    tmp_path: Path, database_path: Path
+) -> None:
+    asyncio.run(_open_and_close(database_path))
+    seed_path = tmp_path / "seed.sqlite3"
+    with raw(seed_path) as conn:
+        conn.executescript(SEED_SCHEMA)
+        conn.execute(
+            "CREATE INDEX index_job_logs_on_status_and_created_at ON job_logs(status, created_at)"
+        )
+    assert structure(database_path) == structure(seed_path)
+    ours = structure(database_path)["job_logs"]
+    assert isinstance(ours, dict)
+    assert ours["indexes"][("index_job_logs_on_status_and_created_at", 0)] == [
+        "status",
+        "created_at",
+    ]
+
+
+async def _open_and_close(path: Path) -> None:
+    db = await Database.open(path)
+    await db.close()
+
+
+async def test_schema_is_applied_idempotently(database_path: Path, clock: FakeClock) -> None:
+    first = await Database.open(database_path, clock=clock)
+    log = await create_job_log(first)
+    await first.close()
+    before = structure(database_path)
+    second = await Database.open(database_path, clock=clock)
+    try:
+        assert (await get_job_log_by_name(second, log.name)).id == log.id
+    finally:
+        await second.close()
+    assert structure(database_path) == before
+
+
+async def test_the_connection_settings(db: Database, database_path: Path) -> None:
+    with raw(database_path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    async with db.snapshot() as conn:
+        async with conn.execute("PRAGMA foreign_keys") as cursor:
+            assert (await cursor.fetchone())[0] == 1
+        async with conn.execute("PRAGMA busy_timeout") as cursor:
+            assert (await cursor.fetchone())[0] == 5000
+
+
+async def test_a_database_made_from_the_seeds_sql_is_accepted(
+    database_path: Path, clock: FakeClock
+) -> None:
+    seed_database(database_path)
+    db = await Database.open(database_path, clock=clock)
+    try:
+        counts = await count_by_status(db)
+        assert (counts.total, counts.success, counts.error, counts.processing) == (4, 2, 1, 1)
+        log = await get_job_log_by_name(db, "20251215143022")
+        assert log.status is Status.success
+        assert log.created_at == datetime(2025, 12, 15, 14, 30, 22, tzinfo=UTC)
+        assert log.updated_at == datetime(2025, 12, 15, 14, 30, 45, tzinfo=UTC)
+        assert [d.message for d in log.details] == [
+            "Job started - SyncOpenOrdersJob",
+            "Connecting to SQL Server CASQL2.inxintl.com...",
+            "Connected successfully",
+        ]
+        assert log.details[2].created_at == datetime(2025, 12, 15, 14, 30, 24, 500000, tzinfo=UTC)
+        # The seed's own collision example: our next name in that second takes _2.
+        clock.now = datetime(2025, 12, 15, 14, 30, 22, 900000, tzinfo=UTC)
+        assert (await create_job_log(db)).name == "20251215143022_2"
+    finally:
+        await db.close()
+
+
+async def test_range_filters_match_rails_rows_without_a_fraction(
+    database_path: Path, clock: FakeClock
+) -> None:
+    seed_database(database_path)
+    db = await Database.open(database_path, clock=clock)
+    try:
+        at = datetime(2025, 12, 15, 14, 30, 22, tzinfo=UTC)
+        since = await list_job_logs(db, JobLogQuery(since=at))
+        assert since.total == 4
+        until = await list_job_logs(db, JobLogQuery(until=at))
+        assert until.total == 0
+        just_after = await list_job_logs(db, JobLogQuery(until=at.replace(microsecond=1)))
+        assert {log.name for log in just_after.items} == {"20251215143022", "20251215143022_1"}
+    finally:
+        await db.close()
+
+
+async def test_rows_are_written_the_way_rails_stores_them(
+    db: Database, database_path: Path, clock: FakeClock
+) -> None:
+    clock.now = datetime(2025, 12, 15, 14, 30, 22, tzinfo=UTC)
+    log = await create_job_log(db)
+    await add_detail(db, log.id, "Job started - SyncOpenOrdersJob")
+    clock.advance(1.25)
+    await set_status(db, log.id, Status.processing)
+    with raw(database_path) as conn:
+        row = conn.execute(
+            "SELECT status, typeof(status), created_at, updated_at FROM job_logs"
+        ).fetchone()
+        detail = conn.execute("SELECT created_at, updated_at FROM job_log_details").fetchone()
+    assert row[:2] == (1, "integer")
+    assert row[2] == "2025-12-15 14:30:22.000000"
+    assert row[3] == "2025-12-15 14:30:23.250000"
+    assert all(RAILS_TIMESTAMP.fullmatch(value) for value in (*row[2:], *detail))
+
+
+async def test_a_table_missing_columns_is_refused(database_path: Path) -> None:
+    database_path.parent.mkdir(parents=True)
+    with raw(database_path) as conn:
+        conn.execute("CREATE TABLE job_logs (id INTEGER PRIMARY KEY, title TEXT)")
+    with pytest.raises(IncompatibleSchema, match="job_logs lacks column"):
+        await Database.open(database_path)
+
+
+async def test_a_file_that_is_not_a_database_is_refused(database_path: Path) -> None:
+    database_path.parent.mkdir(parents=True)
+    database_path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(DatabaseUnavailable, match="cannot open database"):
+        await Database.open(database_path)
+
+
+async def test_reads_do_not_wait_behind_another_writer(
+    database_path: Path, clock: FakeClock
+) -> None:
+    db = await Database.open(database_path, busy_timeout_seconds=30, clock=clock)
+    try:
+        log = await create_job_log(db)
+        with raw(database_path) as other:
+            other.execute("BEGIN IMMEDIATE")
+            other.execute(
+                "INSERT INTO job_logs (name, status, created_at, updated_at) "
+                "VALUES ('20991231235959', 0, '2099-12-31 23:59:59', '2099-12-31 23:59:59')"
+            )
+            # The write lock is held for longer than the test allows; a read that waited for
+            # it would time out here.
+            page = await asyncio.wait_for(list_job_logs(db, JobLogQuery()), timeout=5)
+            found = await asyncio.wait_for(get_job_log_by_name(db, log.name), timeout=5)
+            other.execute("ROLLBACK")
+        assert [item.id for item in page.items] == [log.id]
+        assert found.id == log.id
+    finally:
+        await db.close()

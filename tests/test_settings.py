@@ -1,0 +1,95 @@
+"""Settings come from the environment; an invalid one stops the service with one line, exit 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from service.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults() -> None:
+    settings = load_settings()
+    assert settings.database_path == Path("data/joblog.sqlite3")
+    assert (settings.host, settings.port, settings.log_level) == ("127.0.0.1", 8080, "info")
+    assert settings.timezone == "UTC"
+
+
+def test_values_are_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DATABASE_PATH", str(tmp_path / "x.sqlite3"))
+    monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("PORT", "5000")
+    monkeypatch.setenv("LOG_LEVEL", "WARNING")
+    monkeypatch.setenv("TIMEZONE", "Europe/Berlin")
+    settings = load_settings()
+    assert settings.database_path == tmp_path / "x.sqlite3"
+    assert (settings.host, settings.port, settings.log_level) == ("0.0.0.0", 5000, "warning")
+    assert settings.zone.key == "Europe/Berlin"
+
+
+def test_an_empty_variable_means_the_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "")
+    assert load_settings().port == 8080
+
+
+def test_several_invalid_variables_give_a_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PORT", "abc")
+    monkeypatch.setenv("LOG_LEVEL", "loud")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("invalid PORT:")
+    assert lines[1].startswith("invalid LOG_LEVEL:")
+
+
+def test_settings_are_frozen() -> None:
+    settings = Settings()
+    with pytest.raises(ValueError, match="frozen"):
+        settings.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "says"),
+    [
+        ("PORT", "abc", "valid integer"),
+        ("PORT", "0", "greater than or equal to 1"),
+        ("PORT", "70000", "less than or equal to 65535"),
+        ("HOST", "not a host!", "IP address or a host name"),
+        ("LOG_LEVEL", "loud", "'debug', 'info', 'warning', 'error' or 'critical'"),
+        ("TIMEZONE", "Mars/Olympus_Mons", "IANA time zone"),
+        ("TIMEZONE", "../../etc/passwd", "IANA time zone"),
+        ("DATABASE_PATH", "{tmp}", "must name a file"),
+        ("DATABASE_BUSY_TIMEOUT_SECONDS", "-1", "greater than 0"),
+        ("DATABASE_BUSY_TIMEOUT_SECONDS", "soon", "valid number"),
+        ("SHUTDOWN_TIMEOUT_SECONDS", "30", "less than or equal to 4"),
+    ],
+)
+def test_an_invalid_variable_stops_the_service_with_one_line(
+    tmp_path: Path, variable: str, value: str, says: str
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    env[variable] = value.format(tmp=tmp_path)
+    env["DATABASE_PATH"] = env.get("DATABASE_PATH", str(tmp_path / "db.sqlite3"))
+    result = subprocess.run(
+        [sys.executable, "-m", "service"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"invalid {variable}: ")
+    assert says in lines[0]
+    assert "Traceback" not in result.stderr
