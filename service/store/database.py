@@ -74,15 +74,12 @@ class Database:
             await _apply_schema(writer, path)
             reader = await _connect(path, busy_ms)
             await _execute(reader, "PRAGMA query_only=ON")
-        except (OSError, sqlite3.Error) as exc:
+        except BaseException as exc:
             for conn in (reader, writer):
                 if conn is not None:
                     await conn.close()
-            raise DatabaseUnavailable(f"cannot open database {path}: {exc}") from exc
-        except BaseException:
-            for conn in (reader, writer):
-                if conn is not None:
-                    await conn.close()
+            if isinstance(exc, OSError | sqlite3.Error):
+                raise DatabaseUnavailable(f"cannot open database {path}: {exc}") from exc
             raise
         logger.info("database open at %s", path)
         return cls(path, writer, reader, clock, zone or ZoneInfo("UTC"))
