@@ -5,7 +5,9 @@
 set -eu
 
 # ruby, ruby-activerecord, ruby-sqlite3: the seed's Rails models read and write our database file.
-PACKAGES="ruby ruby-activerecord ruby-sqlite3"
+# unixodbc and its drivers (libsqliteodbc, odbc-postgresql, tdsodbc) and a postgresql server:
+# the sync job reads real sources through real ODBC drivers.
+PACKAGES="ruby ruby-activerecord ruby-sqlite3 unixodbc libsqliteodbc odbc-postgresql tdsodbc postgresql"
 
 missing=""
 for package in $PACKAGES; do
