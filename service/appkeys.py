@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.scheduler import Scheduler
 from service.settings import Settings
+from service.sources import Source
 from service.store import Database
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
+# The database that receives open_orders (the job-log database unless configured apart).
+TARGET = web.AppKey("target", Database)
+SOURCE = web.AppKey("source", Source)
+SCHEDULER = web.AppKey("scheduler", Scheduler)

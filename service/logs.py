@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from typing import TextIO
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -16,9 +17,9 @@ class OneLineFormatter(logging.Formatter):
         return super().format(record).replace("\r", "\\r").replace("\n", "\\n")
 
 
-def configure(level: str) -> None:
-    """Send every logger's records at ``level`` and above to stdout."""
-    handler = logging.StreamHandler(sys.stdout)
+def configure(level: str, stream: TextIO | None = None) -> None:
+    """Send every logger's records at ``level`` and above to ``stream`` (stdout by default)."""
+    handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(OneLineFormatter(_FORMAT))
     root = logging.getLogger()
     root.handlers[:] = [handler]

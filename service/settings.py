@@ -8,13 +8,17 @@ from pathlib import Path
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.?$"
 )
+
+_SOURCE_VIEW = re.compile(r"^[A-Za-z_][A-Za-z0-9_@$#]*(\.[A-Za-z_][A-Za-z0-9_@$#]*)?$")
+# Settings whose values never appear in an error message.
+_SECRET = frozenset({"source_odbc"})
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -51,10 +55,90 @@ class Settings(BaseSettings):
         description="How long a stop waits for open requests before closing them (<= 4 s).",
     )
 
-    @field_validator("database_path")
+    source_odbc: SecretStr | None = Field(
+        default=None,
+        description="ODBC connection string of the source; unset serves the embedded demo source.",
+    )
+    source_view: str = Field(
+        default="vwZSDOrder_Advanced",
+        description="View to copy (plain or schema-qualified name), read as SELECT * FROM it.",
+    )
+    source_query: str | None = Field(
+        default=None, description="A full query to run instead of the view (not with SOURCE_VIEW)."
+    )
+    source_login_timeout: Annotated[int, Field(ge=1, le=3600)] = Field(
+        default=15, description="Seconds the ODBC driver may take to log in."
+    )
+    source_query_timeout: Annotated[int, Field(ge=1, le=86400)] = Field(
+        default=300, description="Seconds the ODBC driver may wait on one statement."
+    )
+    target_database_path: Path | None = Field(
+        default=None,
+        description="SQLite file that receives open_orders when not the job-log database.",
+    )
+    sync_batch_size: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=500, description="Rows fetched and staged per batch."
+    )
+    sync_min_ratio: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.5,
+        description="Shrink guard: refuse a new set smaller than this share of the current one.",
+    )
+    sync_key: str | None = Field(
+        default=None, description="Key column for the new/gone/changed summary of each run."
+    )
+    sync_interval_seconds: Annotated[float, Field(ge=0, le=31 * 86400)] = Field(
+        default=300, description="Seconds between scheduled runs; 0 turns the schedule off."
+    )
+    sync_on_start: bool = Field(default=True, description="Run once as soon as the service starts.")
+    sync_timeout_seconds: Annotated[float, Field(gt=0, le=86400)] = Field(
+        default=900, description="A run longer than this ends as error."
+    )
+    demo_delay_seconds: Annotated[float, Field(ge=0, le=60)] = Field(
+        default=0.75, description="Pause after each batch of the demo source, so a run is visible."
+    )
+
+    @field_validator("source_odbc")
     @classmethod
-    def _database_path_is_a_file_path(cls, value: Path) -> Path:
-        if str(value).strip() == "" or value.is_dir():
+    def _source_odbc_parses(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            from service.sources.connection_string import ConnectionStringError, parse
+
+            try:
+                parse(value.get_secret_value())
+            except ConnectionStringError as exc:
+                raise ValueError(f"is not a valid ODBC connection string: {exc}") from None
+        return value
+
+    @field_validator("source_view")
+    @classmethod
+    def _source_view_is_an_identifier(cls, value: str) -> str:
+        if not _SOURCE_VIEW.match(value):
+            raise ValueError("must be a view name, plain or schema-qualified (dbo.vwName)")
+        return value
+
+    @field_validator("source_query", "sync_key")
+    @classmethod
+    def _printable_text(cls, value: str | None) -> str | None:
+        if value is not None and (not value.strip() or "\x00" in value):
+            raise ValueError("must be non-blank text without NUL characters")
+        if value is not None and len(value) > 100_000:
+            raise ValueError("is too long")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source_query(self) -> Settings:
+        chosen = self.model_fields_set & {"source_view", "source_query"}
+        if len(chosen) == 2 and self.source_query is not None:
+            raise ValueError("set SOURCE_VIEW or SOURCE_QUERY, not both")
+        if chosen and self.source_odbc is None:
+            names = " and ".join(sorted(name.upper() for name in chosen))
+            raise ValueError(f"{names} {'needs' if len(chosen) == 1 else 'need'} SOURCE_ODBC")
+        return self
+
+    @field_validator("database_path", "target_database_path")
+    @classmethod
+    def _database_path_is_a_file_path(cls, value: Path | None) -> Path | None:
+        if value is not None and (str(value).strip() == "" or value.is_dir()):
             raise ValueError("must name a file, not a directory")
         return value
 
@@ -111,6 +195,8 @@ def _describe(exc: ValidationError) -> str:
         variable = ".".join(str(part) for part in error["loc"]).upper() or "settings"
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
+        secret = any(str(part) in _SECRET for part in error["loc"])
         shown = f" (got {value!r})" if isinstance(value, str) and len(value) <= 200 else ""
+        shown = "" if secret else shown
         lines.append(f"invalid {variable}: {message}{shown}")
     return "\n".join(lines)

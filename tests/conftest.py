@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
+from service.components import open_database
 from service.settings import Settings
 from service.store import Database
 from tests.support.clock import FakeClock
@@ -38,23 +39,20 @@ def database_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def settings(database_path: Path) -> Settings:
-    """Settings for a service whose database is in the test's folder."""
-    return Settings(database_path=database_path)
+    """Settings for a service whose database is in the test's folder, with no schedule."""
+    return Settings(
+        database_path=database_path,
+        sync_interval_seconds=0,
+        sync_on_start=False,
+        demo_delay_seconds=0,
+    )
 
 
 @pytest.fixture
 async def db(settings: Settings, clock: FakeClock) -> AsyncIterator[Database]:
     """The store's database, opened on the test's file, closed afterwards."""
-    database = await Database.open(
-        settings.database_path,
-        busy_timeout_seconds=settings.database_busy_timeout_seconds,
-        clock=clock,
-        zone=settings.zone,
-    )
-    try:
+    async with open_database(settings, clock) as database:
         yield database
-    finally:
-        await database.close()
 
 
 @pytest.fixture

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from service.settings import Settings, SettingsError, load_settings
+from tests.support.server import run_service
 
 
 def test_defaults() -> None:
@@ -69,23 +67,26 @@ def test_settings_are_frozen() -> None:
         ("DATABASE_BUSY_TIMEOUT_SECONDS", "-1", "greater than 0"),
         ("DATABASE_BUSY_TIMEOUT_SECONDS", "soon", "valid number"),
         ("SHUTDOWN_TIMEOUT_SECONDS", "30", "less than or equal to 4"),
+        ("SOURCE_ODBC", "SERVER=db;PWD=topsecret", "is not a valid ODBC connection string"),
+        ("SOURCE_VIEW", "orders; DROP TABLE x", "must be a view name"),
+        ("SOURCE_LOGIN_TIMEOUT", "0", "greater than or equal to 1"),
+        ("SOURCE_QUERY_TIMEOUT", "soon", "valid integer"),
+        ("TARGET_DATABASE_PATH", "{tmp}", "must name a file"),
+        ("SYNC_BATCH_SIZE", "0", "greater than or equal to 1"),
+        ("SYNC_MIN_RATIO", "1.5", "less than or equal to 1"),
+        ("SYNC_KEY", "   ", "non-blank"),
+        ("SYNC_INTERVAL_SECONDS", "-5", "greater than or equal to 0"),
+        ("SYNC_ON_START", "maybe", "valid boolean"),
+        ("SYNC_TIMEOUT_SECONDS", "0", "greater than 0"),
+        ("DEMO_DELAY_SECONDS", "-1", "greater than or equal to 0"),
     ],
 )
 def test_an_invalid_variable_stops_the_service_with_one_line(
     tmp_path: Path, variable: str, value: str, says: str
 ) -> None:
-    env = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-    env[variable] = value.format(tmp=tmp_path)
-    env["DATABASE_PATH"] = env.get("DATABASE_PATH", str(tmp_path / "db.sqlite3"))
-    result = subprocess.run(
-        [sys.executable, "-m", "service"],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
+    env = {variable: value.format(tmp=tmp_path)}
+    env.setdefault("DATABASE_PATH", str(tmp_path / "db.sqlite3"))
+    result = run_service(tmp_path, timeout=30, **env)
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -93,3 +94,31 @@ def test_an_invalid_variable_stops_the_service_with_one_line(
     assert lines[0].startswith(f"invalid {variable}: ")
     assert says in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_a_secret_is_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCE_ODBC", "SERVER=db;UID=u;PWD=topsecret")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert "topsecret" not in str(caught.value)
+    assert str(caught.value).startswith("invalid SOURCE_ODBC: ")
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        (
+            {"SOURCE_ODBC": "DSN=x", "SOURCE_VIEW": "v", "SOURCE_QUERY": "SELECT 1"},
+            "invalid settings: set SOURCE_VIEW or SOURCE_QUERY, not both",
+        ),
+        ({"SOURCE_QUERY": "SELECT 1"}, "invalid settings: SOURCE_QUERY needs SOURCE_ODBC"),
+    ],
+)
+def test_source_settings_that_contradict(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value) == says

@@ -5,6 +5,7 @@ from .errors import IncompatibleSchema, InvalidMessage, InvalidTransition, NotFo
 from .job_logs import (
     MAX_MESSAGE_LENGTH,
     add_detail,
+    close_unfinished,
     count_by_status,
     create_job_log,
     fit_message,
@@ -41,6 +42,7 @@ __all__ = [
     "StatusCounts",
     "StoreError",
     "add_detail",
+    "close_unfinished",
     "count_by_status",
     "create_job_log",
     "fit_message",

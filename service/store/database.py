@@ -63,15 +63,21 @@ class Database:
         busy_timeout_seconds: float = 5.0,
         clock: Clock = utc_now,
         zone: ZoneInfo | None = None,
+        apply_schema: bool = True,
     ) -> Database:
-        """Open (creating if needed) the database at ``path`` and apply the schema."""
+        """Open (creating if needed) the database at ``path`` and apply the job-log schema.
+
+        ``apply_schema=False`` opens a file that only receives open_orders (the business
+        app's own database).
+        """
         busy_ms = max(1, round(busy_timeout_seconds * 1000))
         writer = reader = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = await _connect(path, busy_ms)
             await _execute(writer, "PRAGMA journal_mode=WAL")
-            await _apply_schema(writer, path)
+            if apply_schema:
+                await _apply_schema(writer, path)
             reader = await _connect(path, busy_ms)
             await _execute(reader, "PRAGMA query_only=ON")
         except BaseException as exc:

@@ -240,3 +240,36 @@ async def _fetch_all(
 ) -> list[sqlite3.Row]:
     async with conn.execute(sql, params) as cursor:
         return list(await cursor.fetchall())
+
+
+async def close_unfinished(db: Database, message: str) -> list[JobLog]:
+    """End every pending or processing log as error with ``message`` as its last detail.
+
+    For logs left open by a process that died; call only while holding the run lock.
+    """
+    text = fit_message(message)
+    stamp = to_db(db.clock())
+    async with db.transaction() as conn:
+        open_ids = [
+            row["id"]
+            for row in await _fetch_all(
+                conn,
+                "SELECT id FROM job_logs WHERE status IN (?, ?) ORDER BY id",
+                (int(Status.pending), int(Status.processing)),
+            )
+        ]
+        closed = []
+        for job_log_id in open_ids:
+            await conn.execute(
+                "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (job_log_id, text, stamp, stamp),
+            )
+            row = await _fetch_one(
+                conn,
+                f"UPDATE job_logs SET status = ?, updated_at = ? WHERE id = ? RETURNING {_LOG}",
+                (int(Status.error), stamp, job_log_id),
+            )
+            assert row is not None
+            closed.append(_job_log(row))
+    return closed

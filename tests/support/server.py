@@ -17,6 +17,27 @@ from service.settings import Settings
 from .system import free_port
 
 
+def service_env(**env: str) -> dict[str, str]:
+    """This process's environment without any of the service's settings, plus ``env``."""
+    base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
+    return {**base, **env}
+
+
+def run_service(
+    workdir: Path, *args: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m service ARGS`` in ``workdir`` with ``env``, run to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "service", *args],
+        cwd=workdir,
+        env=service_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 class ServerProcess:
     """Starts the server with ``env`` on a free port; stops it on exit if it still runs."""
 
@@ -25,8 +46,7 @@ class ServerProcess:
         self.port = int(env.get("PORT", free_port()))
         self.output = workdir / "server.out"
         self.errors = workdir / "server.err"
-        base = {k: v for k, v in os.environ.items() if k.lower() not in Settings.model_fields}
-        self.env = {**base, "PORT": str(self.port), **env}
+        self.env = service_env(**{"PORT": str(self.port), **env})
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServerProcess:

@@ -1,0 +1,206 @@
+"""The scheduler: a thin loop around one single-pass coroutine, :meth:`Scheduler.run_once`.
+
+One run at a time: within the process a second start is refused while a run is in progress,
+across processes an exclusive lock beside the database is held for the whole run. A tick that
+finds a run in progress is skipped and counted. A run longer than the timeout, or one still
+going at shutdown, is cancelled and ends as error with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+
+from service.clock import Clock
+from service.runlock import RunLock
+from service.store import Database, JobLog, close_unfinished, create_job_log, get_job_log
+from service.sync import SHUTTING_DOWN, RunControl, SyncJob
+
+logger = logging.getLogger(__name__)
+
+RESTARTED = "ERROR: Interrupted - service restarted"
+# How long a stop waits for the cancelled run to write its last lines.
+_STOP_GRACE_SECONDS = 3.0
+
+
+class RunInProgress(Exception):
+    """A run is already going, here or in another process."""
+
+    def __init__(self, running: JobLog | None) -> None:
+        super().__init__("a sync run is already in progress")
+        self.running = running
+
+
+class Scheduler:
+    """Starts sync runs on a fixed cadence, on request, and one at a time."""
+
+    def __init__(
+        self,
+        *,
+        db: Database,
+        job: Callable[[], SyncJob],
+        lock: RunLock,
+        interval_seconds: float,
+        on_start: bool,
+        timeout_seconds: float,
+        clock: Clock,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._db = db
+        self._sleep = sleep
+        self._job = job
+        self._lock = lock
+        self._interval = interval_seconds
+        self._on_start = on_start
+        self._timeout = timeout_seconds
+        self._clock = clock
+        self._stale_closed = False
+        self._run: asyncio.Task[JobLog] | None = None
+        self._control: RunControl | None = None
+        self._job_task: asyncio.Task[JobLog] | None = None
+        self._loop: asyncio.Task[None] | None = None
+        self.running: JobLog | None = None
+        self.next_run_at: datetime | None = None
+        self.skipped_ticks = 0
+
+    async def start(self) -> None:
+        """Close runs a dead process left open (when no one holds the lock), then start the loop."""
+        if self._lock.acquire():
+            try:
+                await self._close_stale()
+            finally:
+                self._lock.release()
+        if self._interval > 0 or self._on_start:
+            self._loop = asyncio.create_task(self._cadence(), name="sync-scheduler")
+
+    async def stop(self) -> None:
+        """Stop the loop and end a run in progress as error (``Interrupted - …``)."""
+        if self._loop is not None:
+            self._loop.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop
+            self._loop = None
+        await self.cancel(SHUTTING_DOWN, wait=_STOP_GRACE_SECONDS)
+
+    @property
+    def lock_path(self) -> str:
+        """Where the cross-process run lock lives."""
+        return str(self._lock.path)
+
+    @property
+    def alive(self) -> bool:
+        """False only when the loop died: cancelled from outside or ended by an exception."""
+        loop = self._loop
+        if loop is None or not loop.done():
+            return True
+        return not loop.cancelled() and loop.exception() is None
+
+    async def run_once(self, *, force: bool = False) -> JobLog | None:
+        """One pass: start a run and wait for its end; None (a skipped tick) if one is going."""
+        try:
+            await self.trigger(force=force)
+        except RunInProgress:
+            self.skipped_ticks += 1
+            logger.info("sync tick skipped: a run is in progress")
+            return None
+        assert self._run is not None
+        return await asyncio.shield(self._run)
+
+    async def trigger(self, *, force: bool = False) -> JobLog:
+        """Start a run in the background and return its new (pending) log at once."""
+        if self._run is not None or not self._lock.acquire():
+            raise RunInProgress(self.running)
+        try:
+            await self._close_stale()
+            log = await create_job_log(self._db)
+        except BaseException:
+            self._lock.release()
+            raise
+        self.running = log
+        control = RunControl()
+        job = asyncio.create_task(self._job().run(log, force=force, control=control))
+        self._control, self._job_task = control, job
+        self._run = asyncio.create_task(self._supervise(log, job, control))
+        return log
+
+    async def cancel(self, reason: str, *, wait: float | None = None) -> bool:
+        """End the run in progress as error with ``reason``; False when nothing runs here."""
+        run, job, control = self._run, self._job_task, self._control
+        if run is None or job is None or control is None:
+            return False
+        if control.reason is None:
+            control.reason = reason
+            job.cancel()
+        done, _ = await asyncio.wait({run}, timeout=wait)
+        if not done:
+            logger.error("the cancelled sync run did not finish within %s s", wait)
+        return True
+
+    async def _supervise(
+        self, log: JobLog, job: asyncio.Task[JobLog], control: RunControl
+    ) -> JobLog:
+        """Wait for the run under the timeout; always release the lock and the run slot."""
+        try:
+            done, _ = await asyncio.wait({job}, timeout=self._timeout)
+            if not done and control.reason is None:
+                control.reason = f"Timed out after {self._timeout:,g} seconds"
+                job.cancel()
+            try:
+                return await job
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise
+                ended = await get_job_log(self._db, log.id)
+                return JobLog.model_validate(ended.model_dump(exclude={"details"}))
+        except asyncio.CancelledError:
+            job.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await job
+            raise
+        finally:
+            self._lock.release()
+            self._run = self._job_task = self._control = self.running = None
+
+    async def _close_stale(self) -> None:
+        """Once per process, with the lock held: close logs a killed process left open."""
+        if self._stale_closed:
+            return
+        closed = await close_unfinished(self._db, RESTARTED)
+        for log in closed:
+            logger.warning("closed run %s left open by a stopped process", log.name)
+        await self._job().recover()
+        self._stale_closed = True
+
+    async def _cadence(self) -> None:
+        """Run on start (if set), then every interval on a fixed grid; missed ticks count."""
+        started = self._clock()
+        if self._interval <= 0:
+            await self._tick()
+            return
+        interval = timedelta(seconds=self._interval)
+        due = started if self._on_start else started + interval
+        while True:
+            self.next_run_at = due
+            await self._sleep(max(0.0, (due - self._clock()).total_seconds()))
+            await self._tick()
+            due, missed = next_due(due, self._clock(), interval)
+            self.skipped_ticks += missed
+
+    async def _tick(self) -> None:
+        try:
+            await self.run_once()
+        except Exception:
+            logger.exception("the scheduled sync run failed")
+
+
+def next_due(due: datetime, now: datetime, interval: timedelta) -> tuple[datetime, int]:
+    """The next tick on the grid after ``now``, and how many ticks were missed on the way."""
+    following = due + interval
+    if following > now:
+        return following, 0
+    missed = (now - following) // interval + 1
+    return following + missed * interval, missed

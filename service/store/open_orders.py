@@ -1,0 +1,186 @@
+"""Every SQL statement on open_orders: the staging table, its batches, and the atomic swap.
+
+Rows are staged in ``open_orders_staging`` one short transaction per batch, so job-log appends
+never wait behind the load. The swap is one short ``BEGIN IMMEDIATE`` transaction: drop the old
+table, rename staging into its place, and recreate the views, triggers and indexes that belong
+to ``open_orders`` — a reader sees the complete old set or the complete new set, never less.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import re
+import sqlite3
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from service.sources.base import Column
+
+from .database import Database
+from .errors import StoreError
+
+TARGET = "open_orders"
+STAGING = "open_orders_staging"
+_MENTIONS_TARGET = re.compile(r"\bopen_orders\b", re.IGNORECASE)
+_MAX_IDENTIFIER = 128
+
+# Source values SQLite cannot bind natively, stored as the text Rails and SQLite read back:
+# ISO dates and times, and decimals as exact text (NUMERIC affinity keeps them numeric).
+sqlite3.register_adapter(dt.datetime, lambda value: value.isoformat(sep=" "))
+sqlite3.register_adapter(dt.date, lambda value: value.isoformat())
+sqlite3.register_adapter(dt.time, lambda value: value.isoformat())
+sqlite3.register_adapter(decimal.Decimal, str)
+sqlite3.register_adapter(uuid.UUID, str)
+
+
+class InvalidColumns(StoreError):
+    """The source's columns cannot be mirrored (empty, duplicate or unprintable names)."""
+
+
+@dataclass(frozen=True)
+class ChangeSummary:
+    """How the new set differs from the old one, by key."""
+
+    new: int
+    gone: int
+    changed: int
+
+    def __str__(self) -> str:
+        return f"{self.new:,} new, {self.gone:,} gone, {self.changed:,} changed"
+
+
+def quote(name: str) -> str:
+    """A validated identifier, double-quoted for SQLite."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def validate_columns(columns: Sequence[Column]) -> list[Column]:
+    """The columns, checked to be mirrorable: named, printable, unique ignoring case."""
+    if not columns:
+        raise InvalidColumns("the source returned no columns")
+    seen: set[str] = set()
+    for position, column in enumerate(columns, start=1):
+        name = column.name
+        if not name or not name.strip():
+            raise InvalidColumns(f"column {position} has no name")
+        if len(name) > _MAX_IDENTIFIER or not name.isprintable():
+            raise InvalidColumns(f"column {position} has an unusable name")
+        if name.casefold() in seen:
+            raise InvalidColumns(f"column name {name!r} appears twice")
+        seen.add(name.casefold())
+    return list(columns)
+
+
+async def drop_staging(db: Database) -> None:
+    """Remove a staging table left by a failed, cancelled or killed run."""
+    async with db.transaction() as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
+
+
+async def create_staging(db: Database, columns: Sequence[Column]) -> None:
+    """An empty staging table with the source's columns."""
+    definition = ", ".join(f"{quote(c.name)} {c.sqlite_type}" for c in validate_columns(columns))
+    async with db.transaction() as conn:
+        await conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
+        await conn.execute(f"CREATE TABLE {STAGING} ({definition})")
+
+
+async def insert_staging(db: Database, width: int, rows: Sequence[Sequence[object]]) -> None:
+    """Append one batch to the staging table, in its own short transaction."""
+    placeholders = ", ".join("?" * width)
+    async with db.transaction() as conn:
+        await conn.executemany(f"INSERT INTO {STAGING} VALUES ({placeholders})", rows)
+
+
+async def count_rows(db: Database, table: str = TARGET) -> int:
+    """Rows in ``open_orders`` (or staging); 0 when the table does not exist yet."""
+    if table not in (TARGET, STAGING):
+        raise ValueError(f"not a sync table: {table}")
+    async with db.snapshot() as conn:
+        if not await _exists(conn, table):
+            return 0
+        async with conn.execute(f"SELECT count(*) FROM {table}") as cursor:
+            row = await cursor.fetchone()
+    return int(row[0]) if row is not None else 0
+
+
+async def change_summary(db: Database, key: str) -> ChangeSummary | None:
+    """New, gone and changed keys of staging against open_orders; None when not comparable."""
+    async with db.snapshot() as conn:
+        if not await _exists(conn, TARGET):
+            return None
+        old = await _columns(conn, TARGET)
+        new = await _columns(conn, STAGING)
+        by_fold = {name.casefold(): name for name in new}
+        if key.casefold() not in by_fold or key.casefold() not in {n.casefold() for n in old}:
+            return None
+        k = quote(by_fold[key.casefold()])
+        common = ", ".join(quote(n) for n in new if n.casefold() in {o.casefold() for o in old})
+        counts = await _fetch_counts(
+            conn,
+            f"""
+            SELECT
+              (SELECT count(*) FROM (SELECT {k} FROM {STAGING} EXCEPT SELECT {k} FROM {TARGET})),
+              (SELECT count(*) FROM (SELECT {k} FROM {TARGET} EXCEPT SELECT {k} FROM {STAGING})),
+              (SELECT count(DISTINCT {k}) FROM (
+                  SELECT {common} FROM {STAGING} EXCEPT SELECT {common} FROM {TARGET}
+               ) WHERE {k} IN (SELECT {k} FROM {TARGET}))
+            """,
+        )
+    return ChangeSummary(*counts)
+
+
+async def swap(db: Database) -> None:
+    """Replace open_orders by staging in one short transaction, keeping what depends on it."""
+    async with db.transaction() as conn:
+        if not await _exists(conn, STAGING):
+            raise StoreError("there is no staging table to swap in")
+        dependants = await _dependants(conn)
+        for kind, name, _ in dependants:
+            if kind in ("view", "trigger"):
+                await conn.execute(f"DROP {kind.upper()} IF EXISTS {quote(name)}")
+        await conn.execute(f"DROP TABLE IF EXISTS {TARGET}")
+        await conn.execute(f"ALTER TABLE {STAGING} RENAME TO {TARGET}")
+        for _, _, sql in dependants:
+            await conn.execute(sql)
+
+
+async def _dependants(conn: aiosqlite.Connection) -> list[tuple[str, str, str]]:
+    """Indexes and triggers on open_orders and views or triggers that mention it, in order."""
+    async with conn.execute(
+        "SELECT type, name, tbl_name, sql FROM sqlite_master "
+        "WHERE type IN ('index', 'view', 'trigger') AND sql IS NOT NULL ORDER BY rowid"
+    ) as cursor:
+        rows = await cursor.fetchall()
+    found = []
+    for kind, name, table, sql in rows:
+        if table.casefold() == STAGING or name.casefold().startswith(STAGING):
+            continue
+        if table.casefold() == TARGET or (kind != "index" and _MENTIONS_TARGET.search(sql)):
+            found.append((kind, name, sql))
+    # Views first, then indexes, then triggers: a trigger may read a view.
+    order = {"view": 0, "index": 1, "trigger": 2}
+    return sorted(found, key=lambda item: order[item[0]])
+
+
+async def _exists(conn: aiosqlite.Connection, table: str) -> bool:
+    async with conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    ) as cursor:
+        return await cursor.fetchone() is not None
+
+
+async def _columns(conn: aiosqlite.Connection, table: str) -> list[str]:
+    async with conn.execute(f"PRAGMA table_info({table})") as cursor:
+        return [row[1] for row in await cursor.fetchall()]
+
+
+async def _fetch_counts(conn: aiosqlite.Connection, sql: str) -> tuple[int, int, int]:
+    async with conn.execute(sql) as cursor:
+        row = await cursor.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1]), int(row[2])

@@ -1,0 +1,193 @@
+"""The sync job: source → staging → swap, and the messages it writes on the way.
+
+A successful run writes exactly:
+    Job started - SyncOpenOrdersJob
+    Connecting to SQL Server <server>...
+    Connected successfully
+    Fetching records from vwZSDOrder_Advanced...
+    Importing records in batches of 500...
+    Batch 1/4 imported (500 records)   … one per batch, as it is staged
+    Fetched 1,523 records
+    Replacing open_orders table...
+    Job completed successfully - Total: 1,523 records in 2.3 seconds
+and a failed one ends with ``ERROR: <stage> failed - <reason>``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from service.sources.base import Source, SourceError, SourceSession
+from service.store import (
+    Database,
+    JobLog,
+    JobLogDetail,
+    Status,
+    StoreError,
+    add_detail,
+    set_status,
+)
+from service.store import open_orders as orders
+
+logger = logging.getLogger(__name__)
+
+JOB_NAME = "SyncOpenOrdersJob"
+SHUTTING_DOWN = "Interrupted - service shutting down"
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How the job imports: batch size, shrink guard ratio, key for the change summary."""
+
+    batch_size: int = 500
+    min_ratio: float = 0.5
+    key: str | None = None
+
+
+class RunControl:
+    """What the scheduler tells a run it is about to cancel: why."""
+
+    def __init__(self) -> None:
+        self.reason: str | None = None
+
+
+class Refused(Exception):
+    """The run stops on purpose (the shrink guard); the message is the whole reason."""
+
+
+def batch_line(batch: int, planned: int | None, rows: int) -> str:
+    """``Batch n/N imported (r records)``; N rises with n when the source brings more rows
+    than it counted; without a count, ``Batch n imported (r records)``."""
+    of = "" if planned is None else f"/{max(planned, batch):,}"
+    return f"Batch {batch:,}{of} imported ({rows:,} records)"
+
+
+class SyncJob:
+    """Runs one sync for a job log, writing its details as it goes."""
+
+    def __init__(
+        self,
+        db: Database,
+        target: Database,
+        source: Source,
+        options: SyncOptions,
+        *,
+        on_detail: Callable[[JobLogDetail], None] | None = None,
+    ) -> None:
+        self._db = db
+        self._target = target
+        self._source = source
+        self._options = options
+        self._on_detail = on_detail
+        # What the run is doing, named in its ERROR line: Connection, Fetch, Import, Replace.
+        self._stage = "Job"
+
+    async def run(self, log: JobLog, *, force: bool, control: RunControl) -> JobLog:
+        """Take ``log`` from pending to success or error; a cancel ends it as error too."""
+        self._stage = "Job"
+        started = time.monotonic()
+        try:
+            await set_status(self._db, log.id, Status.processing)
+            await self._say(log, f"Job started - {JOB_NAME}")
+            await orders.drop_staging(self._target)
+            self._stage = "Connection"
+            await self._say(log, self._source.connecting_message)
+            async with self._source.connect() as session:
+                await self._say(log, "Connected successfully")
+                self._stage = "Fetch"
+                await self._say(log, f"Fetching records from {self._source.fetching_from}...")
+                expected = await session.count()
+                columns = await session.execute()
+                self._stage = "Import"
+                await orders.create_staging(self._target, columns)
+                fetched = await self._import(log, session, len(columns), expected)
+            self._stage = "Replace"
+            await self._say(log, f"Fetched {fetched:,} records")
+            summary = await self._check_and_summarise(fetched, force)
+            await self._say(log, "Replacing open_orders table...")
+            await orders.swap(self._target)
+            seconds = time.monotonic() - started
+            total = f"Total: {fetched:,} records in {seconds:.1f} seconds"
+            await self._say(
+                log, f"Job completed successfully - {total}" + (f" ({summary})" if summary else "")
+            )
+            return await set_status(self._db, log.id, Status.success)
+        except asyncio.CancelledError:
+            await self._fail(log, control.reason or SHUTTING_DOWN)
+            raise
+        except Refused as exc:
+            return await self._fail(log, str(exc))
+        except (SourceError, StoreError, sqlite3.Error) as exc:
+            return await self._fail(log, f"{self._stage} failed - {exc}")
+        except Exception as exc:
+            logger.exception("sync run %s failed unexpectedly", log.name)
+            return await self._fail(log, f"{self._stage} failed - {type(exc).__name__}: {exc}")
+        finally:
+            await self._drop_staging()
+
+    async def recover(self) -> None:
+        """Remove what a killed run left behind (its staging table)."""
+        await self._drop_staging()
+
+    async def _import(
+        self, log: JobLog, session: SourceSession, width: int, expected: int | None
+    ) -> int:
+        """Stage the rows batch by batch, saying ``Batch n/N imported`` after each."""
+        size = self._options.batch_size
+        await self._say(log, f"Importing records in batches of {size:,}...")
+        planned = math.ceil(expected / size) if expected is not None else None
+        fetched = batch = 0
+        while True:
+            self._stage = "Fetch"
+            rows = await session.fetch(size)
+            if not rows:
+                break
+            self._stage = "Import"
+            await orders.insert_staging(self._target, width, rows)
+            batch += 1
+            fetched += len(rows)
+            await self._say(log, batch_line(batch, planned, len(rows)))
+        return fetched
+
+    async def _check_and_summarise(self, fetched: int, force: bool) -> str | None:
+        """The shrink guard, then the change summary when a key is set."""
+        current = await orders.count_rows(self._target)
+        ratio = self._options.min_ratio
+        if ratio > 0 and not force and current > 0 and fetched < max(1, ratio * current):
+            raise Refused(
+                f"Shrink guard - the source returned {fetched:,} records, open_orders holds "
+                f"{current:,} (below {ratio:g} of it); open_orders was left as it was. "
+                f"Run with force to replace it anyway"
+            )
+        if self._options.key is None:
+            return None
+        summary = await orders.change_summary(self._target, self._options.key)
+        return str(summary) if summary is not None else None
+
+    async def _say(self, log: JobLog, message: str) -> JobLogDetail:
+        detail = await add_detail(self._db, log.id, message)
+        if self._on_detail is not None:
+            self._on_detail(detail)
+        return detail
+
+    async def _fail(self, log: JobLog, reason: str) -> JobLog:
+        """Write ``ERROR: reason`` and end the log as error, even while being cancelled."""
+        logger.warning("sync run %s failed: %s", log.name, reason)
+        try:
+            await asyncio.shield(self._say(log, f"ERROR: {reason}"))
+            return await asyncio.shield(set_status(self._db, log.id, Status.error))
+        except (StoreError, sqlite3.Error) as exc:
+            logger.error("could not record the failure of run %s: %s", log.name, exc)
+            return log
+
+    async def _drop_staging(self) -> None:
+        try:
+            await asyncio.shield(orders.drop_staging(self._target))
+        except (StoreError, sqlite3.Error) as exc:
+            logger.error("could not drop the staging table: %s", exc)

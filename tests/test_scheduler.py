@@ -1,0 +1,111 @@
+"""The scheduler's loop: on start, a fixed grid, missed ticks counted, off when interval is 0."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from aiohttp import web
+from pytest_aiohttp import AiohttpClient
+
+from service import appkeys
+from service.app import create_app
+from service.components import build_scheduler, open_database, open_target
+from service.scheduler import next_due
+from service.settings import Settings
+from service.sources import build_source
+from service.store import JobLogQuery, Status, list_job_logs
+from tests.support.clock import FakeClock
+
+T0 = datetime(2025, 12, 15, 14, 30, 0, tzinfo=UTC)
+FIVE_MINUTES = timedelta(minutes=5)
+
+
+@pytest.mark.parametrize(
+    ("now", "expected", "missed"),
+    [
+        (T0 + timedelta(seconds=40), T0 + FIVE_MINUTES, 0),
+        (T0 + FIVE_MINUTES, T0 + 2 * FIVE_MINUTES, 1),
+        (T0 + timedelta(minutes=17), T0 + timedelta(minutes=20), 3),
+    ],
+)
+def test_next_due_keeps_the_grid(now: datetime, expected: datetime, missed: int) -> None:
+    assert next_due(T0, now, FIVE_MINUTES) == (expected, missed)
+
+
+class FakeSleep:
+    """Moves the clock instead of waiting; after ``ticks`` sleeps it parks the loop."""
+
+    def __init__(self, clock: FakeClock, ticks: int) -> None:
+        self.clock = clock
+        self.ticks = ticks
+        self.delays: list[float] = []
+        self.parked = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+        if len(self.delays) > self.ticks:
+            self.parked.set()
+            await asyncio.Event().wait()
+        self.clock.advance(seconds)
+
+
+async def _runs(settings: Settings, clock: FakeClock, ticks: int) -> tuple[list[float], int, int]:
+    sleep = FakeSleep(clock, ticks)
+    source = build_source(settings)
+    async with open_database(settings, clock) as db, open_target(settings, db) as target:
+        scheduler = build_scheduler(
+            settings, db=db, target=target, source=source, clock=clock, sleep=sleep
+        )
+        await scheduler.start()
+        if settings.sync_interval_seconds > 0:
+            await sleep.parked.wait()
+        page = await list_job_logs(db, JobLogQuery(per_page=100))
+        while not page.items or page.items[0].status is not Status.success:
+            await asyncio.sleep(0.01)
+            page = await list_job_logs(db, JobLogQuery(per_page=100))
+        assert scheduler.alive
+        await scheduler.stop()
+    assert {log.status for log in page.items} <= {Status.success}
+    return sleep.delays, page.total, scheduler.skipped_ticks
+
+
+async def test_runs_on_start_then_every_interval(settings: Settings, clock: FakeClock) -> None:
+    every = settings.model_copy(update={"sync_interval_seconds": 300, "sync_on_start": True})
+    delays, runs, skipped = await _runs(every, clock, ticks=3)
+    assert delays[:4] == [0.0, 300.0, 300.0, 300.0]
+    assert runs == 3
+    assert skipped == 0
+
+
+async def test_without_run_on_start_the_first_run_waits(
+    settings: Settings, clock: FakeClock
+) -> None:
+    every = settings.model_copy(update={"sync_interval_seconds": 60, "sync_on_start": False})
+    delays, runs, _ = await _runs(every, clock, ticks=2)
+    assert delays[:2] == [60.0, 60.0]
+    assert runs == 2
+
+
+async def test_interval_zero_runs_once_on_start_only(settings: Settings, clock: FakeClock) -> None:
+    once = settings.model_copy(update={"sync_interval_seconds": 0, "sync_on_start": True})
+    delays, runs, _ = await _runs(once, clock, ticks=0)
+    assert delays == []
+    assert runs == 1
+
+
+async def test_the_app_runs_the_sync_at_startup(
+    aiohttp_client: AiohttpClient, settings: Settings
+) -> None:
+    app: web.Application = create_app(settings.model_copy(update={"sync_on_start": True}))
+    client = await aiohttp_client(app)
+    scheduler = client.app[appkeys.SCHEDULER]
+    assert client.app[appkeys.SOURCE].description.kind == "demo"
+    while True:
+        page = await list_job_logs(client.app[appkeys.DATABASE], JobLogQuery())
+        if page.items and page.items[0].status is Status.success:
+            break
+        await asyncio.sleep(0.02)
+    assert scheduler.alive
+    assert page.total == 1
