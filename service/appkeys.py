@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.events import EventHub
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import Source
@@ -15,3 +16,4 @@ DATABASE = web.AppKey("database", Database)
 TARGET = web.AppKey("target", Database)
 SOURCE = web.AppKey("source", Source)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+HUB = web.AppKey("hub", EventHub)

@@ -16,7 +16,8 @@ from datetime import datetime, timedelta
 
 from service.clock import Clock
 from service.runlock import RunLock
-from service.store import Database, JobLog, close_unfinished, create_job_log, get_job_log
+from service.store import Database, JobLog, close_unfinished, create_job_log, fail_job_log
+from service.store.history import find_job_log
 from service.sync import SHUTTING_DOWN, RunControl, SyncJob
 
 logger = logging.getLogger(__name__)
@@ -131,7 +132,7 @@ class Scheduler:
         run, job, control = self._run, self._job_task, self._control
         if run is None or job is None or control is None:
             return False
-        if control.reason is None:
+        if control.reason is None and not job.done():
             control.reason = reason
             job.cancel()
         done, _ = await asyncio.wait({run}, timeout=wait)
@@ -154,8 +155,11 @@ class Scheduler:
                 current = asyncio.current_task()
                 if current is not None and current.cancelling():
                     raise
-                ended = await get_job_log(self._db, log.id)
-                return JobLog.model_validate(ended.model_dump(exclude={"details"}))
+            # Cancelled before it could record why (even before it started): record it here;
+            # nothing is written if the run did end on its own.
+            reason = control.reason or SHUTTING_DOWN
+            await fail_job_log(self._db, log.id, f"ERROR: {reason}")
+            return await find_job_log(self._db, str(log.id))
         except asyncio.CancelledError:
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError):

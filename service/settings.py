@@ -6,6 +6,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -18,7 +19,7 @@ _HOSTNAME = re.compile(
 
 _SOURCE_VIEW = re.compile(r"^[A-Za-z_][A-Za-z0-9_@$#]*(\.[A-Za-z_][A-Za-z0-9_@$#]*)?$")
 # Settings whose values never appear in an error message.
-_SECRET = frozenset({"source_odbc"})
+_SECRET = frozenset({"source_odbc", "admin_token"})
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -96,6 +97,60 @@ class Settings(BaseSettings):
     demo_delay_seconds: Annotated[float, Field(ge=0, le=60)] = Field(
         default=0.75, description="Pause after each batch of the demo source, so a run is visible."
     )
+
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for POST requests; unset lets only loopback clients POST.",
+    )
+    public_url: str | None = Field(
+        default=None,
+        description="The URL users reach the service at (its host is accepted in Host headers).",
+    )
+    events_poll_seconds: Annotated[float, Field(gt=0, le=1)] = Field(
+        default=0.25, description="How often the event stream looks for other writers' changes."
+    )
+    sse_ping_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=15, description="Seconds between keep-alive comments on idle event streams."
+    )
+    sse_buffer_events: Annotated[int, Field(ge=10, le=1_000_000)] = Field(
+        default=1000, description="Events a subscriber may fall behind before it is cut off."
+    )
+    sse_stall_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
+        default=10, description="A write to a subscriber that stalls this long cuts it off."
+    )
+    sse_max_clients: Annotated[int, Field(ge=1, le=100_000)] = Field(
+        default=10_000, description="Open event streams allowed at once; one more gets 503."
+    )
+
+    @field_validator("admin_token")
+    @classmethod
+    def _admin_token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            token = value.get_secret_value()
+            if len(token) < 16 or not token.isprintable() or " " in token:
+                raise ValueError("must be at least 16 printable characters without spaces")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parts = urlsplit(value)
+                parts.port  # noqa: B018 - raises on a bad port
+            except ValueError:
+                raise ValueError("must be an http(s) URL such as https://joblog.example") from None
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError("must be an http(s) URL such as https://joblog.example")
+        return value
+
+    @property
+    def public_host(self) -> str | None:
+        """The host name of PUBLIC_URL, lower-cased."""
+        if self.public_url is None:
+            return None
+
+        return urlsplit(self.public_url).hostname
 
     @field_validator("source_odbc")
     @classmethod

@@ -31,9 +31,11 @@ from service.store import (
     Status,
     StoreError,
     add_detail,
+    fail_job_log,
     set_status,
 )
 from service.store import open_orders as orders
+from service.store.history import find_job_log
 
 logger = logging.getLogger(__name__)
 
@@ -178,13 +180,18 @@ class SyncJob:
 
     async def _fail(self, log: JobLog, reason: str) -> JobLog:
         """Write ``ERROR: reason`` and end the log as error, even while being cancelled."""
-        logger.warning("sync run %s failed: %s", log.name, reason)
         try:
-            await asyncio.shield(self._say(log, f"ERROR: {reason}"))
-            return await asyncio.shield(set_status(self._db, log.id, Status.error))
+            ended = await asyncio.shield(fail_job_log(self._db, log.id, f"ERROR: {reason}"))
         except (StoreError, sqlite3.Error) as exc:
             logger.error("could not record the failure of run %s: %s", log.name, exc)
             return log
+        if ended is None:  # it had ended already: a cancel that came too late changes nothing
+            return await find_job_log(self._db, str(log.id))
+        logger.warning("sync run %s failed: %s", log.name, reason)
+        failed, last = ended
+        if self._on_detail is not None:
+            self._on_detail(last)
+        return failed
 
     async def _drop_staging(self) -> None:
         try:

@@ -12,6 +12,7 @@ from service.store import (
     NotFound,
     Status,
     create_job_log,
+    fail_job_log,
     get_job_log,
     set_status,
 )
@@ -73,3 +74,23 @@ async def test_refused_change_leaves_updated_at(db: Database, clock: FakeClock) 
 async def test_unknown_log(db: Database) -> None:
     with pytest.raises(NotFound):
         await set_status(db, 4242, Status.processing)
+
+
+async def test_failing_a_finished_log_writes_nothing(db: Database) -> None:
+    log = await create_job_log(db)
+    await set_status(db, log.id, Status.processing)
+    await set_status(db, log.id, Status.success)
+    assert await fail_job_log(db, log.id, "ERROR: Cancelled by request") is None
+    after = await get_job_log(db, log.id)
+    assert after.status is Status.success
+    assert after.details == []
+
+
+async def test_failing_an_open_log_ends_it_with_its_reason(db: Database) -> None:
+    log = await create_job_log(db)
+    failed = await fail_job_log(db, log.id, "ERROR: Timed out after 900 seconds")
+    assert failed is not None
+    ended, detail = failed
+    assert ended.status is Status.error
+    assert detail.message == "ERROR: Timed out after 900 seconds"
+    assert (await get_job_log(db, log.id)).details == [detail]

@@ -183,3 +183,16 @@ async def test_runs_left_open_by_a_dead_process_are_closed_at_start(settings: Se
 def test_view_names_are_accepted(view: str, database_path: Path) -> None:
     settings = Settings(database_path=database_path, source_odbc="DSN=x", source_view=view)
     assert settings.source_view == view
+
+
+async def test_a_run_cancelled_before_it_starts_is_closed_with_the_reason(
+    settings: Settings,
+) -> None:
+    async with sync_service(settings) as service:
+        log = await service.scheduler.trigger()
+        assert await service.scheduler.cancel("Cancelled by request", wait=5)
+        assert await service.messages(log.id) == ["ERROR: Cancelled by request"]
+        assert service.scheduler.running is None
+        again = await service.scheduler.run_once()
+        assert again is not None
+        assert again.status is Status.success

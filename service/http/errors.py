@@ -6,6 +6,7 @@ import logging
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from pydantic import ValidationError
 
 from service.store import NotFound
 
@@ -24,10 +25,19 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except NotFound as exc:
         return error_body(404, str(exc))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        field = ".".join(str(part) for part in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        return error_body(400, f"{field}: {message}" if field else message, field=field or None)
     except web.HTTPException as exc:
         if exc.status < 400 or exc.empty_body:
             raise
-        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        headers = {
+            k: v
+            for k, v in exc.headers.items()
+            if k.lower() in ("allow", "retry-after", "www-authenticate")
+        }
         response = error_body(exc.status, exc.reason)
         response.headers.update(headers)
         return response

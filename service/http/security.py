@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 _HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -15,14 +14,8 @@ _HEADERS = {
 }
 
 
-@web.middleware
-async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Forbid sniffing, framing and inline script on every answer."""
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.update(_HEADERS)
-        raise
+async def security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Forbid sniffing, framing and inline script on every answer, streamed ones included
+    (an ``on_response_prepare`` hook runs before the headers go out)."""
     for name, value in _HEADERS.items():
         response.headers.setdefault(name, value)
-    return response

@@ -119,7 +119,8 @@ class OdbcSource:
             raise
         finally:
             try:
-                await asyncio.wait_for(conn.close(), _CLOSE_SECONDS)
+                async with asyncio.timeout(_CLOSE_SECONDS):
+                    await conn.close()
             except (TimeoutError, pyodbc.Error) as exc:
                 logger.warning("closing the ODBC connection failed: %s", self.describe(exc))
             executor.shutdown()

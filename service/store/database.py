@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -54,6 +54,8 @@ class Database:
         self._reader = reader
         self._write_lock = asyncio.Lock()
         self._read_lock = asyncio.Lock()
+        # Called after every commit of this process, so followers need not wait for a poll.
+        self.on_commit: list[Callable[[], None]] = []
 
     @classmethod
     async def open(
@@ -102,27 +104,47 @@ class Database:
         """One write transaction: ``BEGIN IMMEDIATE``, then COMMIT, or ROLLBACK on any error."""
         async with self._write_lock:
             conn = self._writer
-            await conn.execute("BEGIN IMMEDIATE")
             try:
+                await conn.execute_fetchall("BEGIN IMMEDIATE")
                 yield conn
                 await conn.commit()
             except BaseException:
-                # A failed COMMIT (disk full, I/O error) leaves the transaction open too.
-                if conn.in_transaction:
-                    await asyncio.shield(conn.rollback())
+                await _roll_back(conn)
                 raise
+        for listener in self.on_commit:
+            listener()
 
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read transaction: every statement inside sees the same committed state."""
         async with self._read_lock:
             conn = self._reader
-            await conn.execute("BEGIN")
             try:
+                await conn.execute_fetchall("BEGIN")
                 yield conn
             finally:
-                if conn.in_transaction:
-                    await asyncio.shield(conn.rollback())
+                await _roll_back(conn)
+
+
+async def _roll_back(conn: aiosqlite.Connection) -> None:
+    """End whatever transaction the connection may be in, before its lock is released.
+
+    A cancelled await does not stop the statement: it still runs on the connection's thread
+    (a BEGIN, a COMMIT). The rollback is queued behind it, so once it returns the connection is
+    out of any transaction; it is awaited to the end even through further cancels. A rollback
+    with no transaction open does nothing.
+    """
+    rollback = asyncio.ensure_future(conn.rollback())
+    cancelled = False
+    while not rollback.done():
+        try:
+            await asyncio.shield(rollback)
+        except asyncio.CancelledError:
+            cancelled = True
+        except sqlite3.Error as exc:
+            logger.error("rolling back failed: %s", exc)
+    if cancelled:
+        raise asyncio.CancelledError
 
 
 async def _connect(path: Path, busy_ms: int) -> aiosqlite.Connection:
@@ -138,15 +160,15 @@ async def _connect(path: Path, busy_ms: int) -> aiosqlite.Connection:
 
 
 async def _execute(conn: aiosqlite.Connection, sql: str) -> None:
-    async with conn.execute(sql) as cursor:
-        await cursor.fetchall()
+    await conn.execute_fetchall(sql)
 
 
 async def _apply_schema(conn: aiosqlite.Connection, path: Path) -> None:
     """Check the tables the file may already hold, then apply schema.sql in one transaction."""
     for table, required in _REQUIRED_COLUMNS.items():
-        async with conn.execute(f"PRAGMA table_info({table})") as cursor:
-            present = {row["name"] for row in await cursor.fetchall()}
+        present = {
+            row["name"] for row in await conn.execute_fetchall(f"PRAGMA table_info({table})")
+        }
         missing = required - present
         if present and missing:
             raise IncompatibleSchema(

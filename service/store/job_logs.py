@@ -20,7 +20,8 @@ from .models import (
     Status,
     StatusCounts,
 )
-from .timestamps import from_db, to_db, to_db_bound
+from .rows import LOG_COLUMNS, detail_from_row, fetch_all, fetch_one, is_status, job_log_from_row
+from .timestamps import to_db, to_db_bound
 
 MAX_MESSAGE_LENGTH = 5000
 NAME_PATTERN = re.compile(r"[0-9]{14}(?:_[0-9]+)?")
@@ -33,7 +34,6 @@ _ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.error: frozenset({Status.pending, Status.processing}),
 }
 
-_LOG = "id, name, status, created_at, updated_at"
 _DETAIL = "id, job_log_id, message, created_at, updated_at"
 
 
@@ -70,10 +70,10 @@ async def create_job_log(db: Database) -> JobLog:
     async with db.transaction() as conn:
         for suffix in itertools.count():
             try:
-                row = await _fetch_one(
+                row = await fetch_one(
                     conn,
                     f"INSERT INTO job_logs (name, status, created_at, updated_at) "
-                    f"VALUES (?, ?, ?, ?) RETURNING {_LOG}",
+                    f"VALUES (?, ?, ?, ?) RETURNING {LOG_COLUMNS}",
                     (name_for(local, suffix), int(Status.pending), stamp, stamp),
                 )
             except sqlite3.IntegrityError as exc:
@@ -81,7 +81,7 @@ async def create_job_log(db: Database) -> JobLog:
                     raise
                 continue
             assert row is not None
-            return _job_log(row)
+            return job_log_from_row(row)
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -90,15 +90,15 @@ async def set_status(db: Database, job_log_id: int, status: Status) -> JobLog:
     allowed = _ALLOWED_FROM.get(status, frozenset())
     async with db.transaction() as conn:
         placeholders = ", ".join("?" for _ in allowed) or "NULL"
-        row = await _fetch_one(
+        row = await fetch_one(
             conn,
             f"UPDATE job_logs SET status = ?, updated_at = ? "
-            f"WHERE id = ? AND status IN ({placeholders}) RETURNING {_LOG}",
+            f"WHERE id = ? AND status IN ({placeholders}) RETURNING {LOG_COLUMNS}",
             (int(status), to_db(db.clock()), job_log_id, *(int(s) for s in allowed)),
         )
         if row is not None:
-            return _job_log(row)
-        current = await _fetch_one(conn, "SELECT status FROM job_logs WHERE id = ?", (job_log_id,))
+            return job_log_from_row(row)
+        current = await fetch_one(conn, "SELECT status FROM job_logs WHERE id = ?", (job_log_id,))
     if current is None:
         raise NotFound(f"job log {job_log_id} does not exist")
     raise InvalidTransition(
@@ -112,7 +112,7 @@ async def add_detail(db: Database, job_log_id: int, message: str) -> JobLogDetai
     stamp = to_db(db.clock())
     async with db.transaction() as conn:
         try:
-            row = await _fetch_one(
+            row = await fetch_one(
                 conn,
                 f"INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
                 f"VALUES (?, ?, ?, ?) RETURNING {_DETAIL}",
@@ -123,7 +123,7 @@ async def add_detail(db: Database, job_log_id: int, message: str) -> JobLogDetai
                 raise
             raise NotFound(f"job log {job_log_id} does not exist") from None
     assert row is not None
-    return _detail(row)
+    return detail_from_row(row)
 
 
 async def list_job_logs(db: Database, query: JobLogQuery) -> JobLogPage:
@@ -139,17 +139,23 @@ async def list_job_logs(db: Database, query: JobLogQuery) -> JobLogPage:
     if query.until is not None:
         clauses.append("created_at < ?")
         params.append(to_db_bound(query.until))
+    if query.q is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM job_log_details AS d WHERE d.job_log_id = job_logs.id "
+            "AND instr(lower(d.message), lower(?)) > 0)"
+        )
+        params.append(query.q)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
     async with db.snapshot() as conn:
-        total = await _fetch_one(conn, f"SELECT count(*) AS n FROM job_logs{where}", params)
-        rows = await _fetch_all(
+        total = await fetch_one(conn, f"SELECT count(*) AS n FROM job_logs{where}", params)
+        rows = await fetch_all(
             conn,
-            f"SELECT {_LOG} FROM job_logs{where} "
+            f"SELECT {LOG_COLUMNS} FROM job_logs{where} "
             f"ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
             [*params, query.per_page, query.offset],
         )
     return JobLogPage(
-        items=[_job_log(row) for row in rows],
+        items=[job_log_from_row(row) for row in rows],
         page=query.page,
         per_page=query.per_page,
         total=total["n"] if total is not None else 0,
@@ -171,75 +177,36 @@ async def get_job_log_by_name(db: Database, name: str) -> JobLogWithDetails:
 async def count_by_status(db: Database) -> StatusCounts:
     """How many logs there are in all and per status."""
     async with db.snapshot() as conn:
-        rows = await _fetch_all(
+        rows = await fetch_all(
             conn, "SELECT status, count(*) AS n FROM job_logs GROUP BY status", ()
         )
-    per_status = {Status(row["status"]).name: row["n"] for row in rows if _is_status(row["status"])}
+    per_status = {Status(row["status"]).name: row["n"] for row in rows if is_status(row["status"])}
     return StatusCounts(total=sum(row["n"] for row in rows), **per_status)
 
 
 async def latest_job_log(db: Database) -> JobLog | None:
     """The most recently created log, or None when there is none."""
     async with db.snapshot() as conn:
-        row = await _fetch_one(
-            conn, f"SELECT {_LOG} FROM job_logs ORDER BY created_at DESC, id DESC LIMIT 1", ()
+        row = await fetch_one(
+            conn,
+            f"SELECT {LOG_COLUMNS} FROM job_logs ORDER BY created_at DESC, id DESC LIMIT 1",
+            (),
         )
-    return _job_log(row) if row is not None else None
+    return job_log_from_row(row) if row is not None else None
 
 
 async def _with_details(db: Database, where: str, key: object, label: str) -> JobLogWithDetails:
     async with db.snapshot() as conn:
-        row = await _fetch_one(conn, f"SELECT {_LOG} FROM job_logs WHERE {where}", (key,))
+        row = await fetch_one(conn, f"SELECT {LOG_COLUMNS} FROM job_logs WHERE {where}", (key,))
         if row is None:
             raise NotFound(f"{label} does not exist")
-        details = await _fetch_all(
+        details = await fetch_all(
             conn,
             f"SELECT {_DETAIL} FROM job_log_details WHERE job_log_id = ? ORDER BY created_at, id",
             (row["id"],),
         )
-    log = _job_log(row)
-    return JobLogWithDetails(**log.model_dump(), details=[_detail(d) for d in details])
-
-
-def _is_status(value: object) -> bool:
-    return isinstance(value, int) and value in Status._value2member_map_
-
-
-def _job_log(row: sqlite3.Row) -> JobLog:
-    return JobLog(
-        id=row["id"],
-        name=row["name"],
-        status=Status(row["status"]),
-        created_at=from_db(row["created_at"]),
-        updated_at=from_db(row["updated_at"]),
-    )
-
-
-def _detail(row: sqlite3.Row) -> JobLogDetail:
-    return JobLogDetail(
-        id=row["id"],
-        job_log_id=row["job_log_id"],
-        message=row["message"],
-        created_at=from_db(row["created_at"]),
-        updated_at=from_db(row["updated_at"]),
-    )
-
-
-async def _fetch_one(
-    conn: aiosqlite.Connection, sql: str, params: tuple[object, ...] | list[object]
-) -> sqlite3.Row | None:
-    async with conn.execute(sql, params) as cursor:
-        row: sqlite3.Row | None = await cursor.fetchone()
-        # Drain the statement so an INSERT … RETURNING is complete before the cursor closes.
-        await cursor.fetchall()
-    return row
-
-
-async def _fetch_all(
-    conn: aiosqlite.Connection, sql: str, params: tuple[object, ...] | list[object]
-) -> list[sqlite3.Row]:
-    async with conn.execute(sql, params) as cursor:
-        return list(await cursor.fetchall())
+    log = job_log_from_row(row)
+    return JobLogWithDetails(**log.model_dump(), details=[detail_from_row(d) for d in details])
 
 
 async def close_unfinished(db: Database, message: str) -> list[JobLog]:
@@ -252,24 +219,47 @@ async def close_unfinished(db: Database, message: str) -> list[JobLog]:
     async with db.transaction() as conn:
         open_ids = [
             row["id"]
-            for row in await _fetch_all(
+            for row in await fetch_all(
                 conn,
                 "SELECT id FROM job_logs WHERE status IN (?, ?) ORDER BY id",
                 (int(Status.pending), int(Status.processing)),
             )
         ]
-        closed = []
-        for job_log_id in open_ids:
-            await conn.execute(
-                "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?)",
-                (job_log_id, text, stamp, stamp),
-            )
-            row = await _fetch_one(
-                conn,
-                f"UPDATE job_logs SET status = ?, updated_at = ? WHERE id = ? RETURNING {_LOG}",
-                (int(Status.error), stamp, job_log_id),
-            )
-            assert row is not None
-            closed.append(_job_log(row))
+        closed = [(await _end_as_error(conn, i, text, stamp))[0] for i in open_ids]
     return closed
+
+
+async def fail_job_log(
+    db: Database, job_log_id: int, message: str
+) -> tuple[JobLog, JobLogDetail] | None:
+    """Append ``message`` and end the log as error, in one transaction — unless it has ended
+    already (a cancel racing the run's own end), in which case nothing is written (None)."""
+    text = fit_message(message)
+    stamp = to_db(db.clock())
+    async with db.transaction() as conn:
+        current = await fetch_one(conn, "SELECT status FROM job_logs WHERE id = ?", (job_log_id,))
+        if current is None:
+            raise NotFound(f"job log {job_log_id} does not exist")
+        if Status(current["status"]).finished:
+            return None
+        return await _end_as_error(conn, job_log_id, text, stamp)
+
+
+async def _end_as_error(
+    conn: aiosqlite.Connection, job_log_id: int, text: str, stamp: str
+) -> tuple[JobLog, JobLogDetail]:
+    """Inside a transaction: the last detail, then the error status."""
+    detail = await fetch_one(
+        conn,
+        "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+        f"VALUES (?, ?, ?, ?) RETURNING {_DETAIL}",
+        (job_log_id, text, stamp, stamp),
+    )
+    row = await fetch_one(
+        conn,
+        f"UPDATE job_logs SET status = ?, updated_at = ? WHERE id = ? RETURNING {LOG_COLUMNS}",
+        (int(Status.error), stamp, job_log_id),
+    )
+    assert row is not None
+    assert detail is not None
+    return job_log_from_row(row), detail_from_row(detail)

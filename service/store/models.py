@@ -31,7 +31,10 @@ def _as_utc(moment: datetime) -> datetime:
     """No offset means UTC; any offset is converted to UTC."""
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of the range of dates") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_as_utc)]
@@ -76,6 +79,19 @@ class JobLogPage(_Record):
     total: int
 
 
+class DetailPage(_Record):
+    """Details of one log in id order after a cursor; ``next_after`` resumes, None at the end."""
+
+    items: list[JobLogDetail]
+    next_after: int | None
+
+
+class EventDetail(JobLogDetail):
+    """A detail with its log's name, as the event stream sends it."""
+
+    job_log_name: str
+
+
 class StatusCounts(_Record):
     """How many job logs there are, in all and per status."""
 
@@ -87,9 +103,11 @@ class StatusCounts(_Record):
 
 
 class JobLogQuery(_Record):
-    """Which job logs to list: a status, a created_at range [since, until), and a page."""
+    """Which job logs to list: a status, a created_at range [since, until), text in any of
+    their details (case-insensitive for ASCII letters), and a page."""
 
     status: Status | None = None
+    q: Annotated[str, Field(min_length=1, max_length=500)] | None = None
     since: UtcDatetime | None = None
     until: UtcDatetime | None = None
     page: Annotated[int, Field(ge=1, le=MAX_PAGE)] = 1

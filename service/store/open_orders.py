@@ -22,6 +22,7 @@ from service.sources.base import Column
 
 from .database import Database
 from .errors import StoreError
+from .rows import fetch_all, fetch_one
 
 TARGET = "open_orders"
 STAGING = "open_orders_staging"
@@ -78,15 +79,15 @@ def validate_columns(columns: Sequence[Column]) -> list[Column]:
 async def drop_staging(db: Database) -> None:
     """Remove a staging table left by a failed, cancelled or killed run."""
     async with db.transaction() as conn:
-        await conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
+        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {STAGING}")
 
 
 async def create_staging(db: Database, columns: Sequence[Column]) -> None:
     """An empty staging table with the source's columns."""
     definition = ", ".join(f"{quote(c.name)} {c.sqlite_type}" for c in validate_columns(columns))
     async with db.transaction() as conn:
-        await conn.execute(f"DROP TABLE IF EXISTS {STAGING}")
-        await conn.execute(f"CREATE TABLE {STAGING} ({definition})")
+        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {STAGING}")
+        await conn.execute_fetchall(f"CREATE TABLE {STAGING} ({definition})")
 
 
 async def insert_staging(db: Database, width: int, rows: Sequence[Sequence[object]]) -> None:
@@ -103,8 +104,7 @@ async def count_rows(db: Database, table: str = TARGET) -> int:
     async with db.snapshot() as conn:
         if not await _exists(conn, table):
             return 0
-        async with conn.execute(f"SELECT count(*) FROM {table}") as cursor:
-            row = await cursor.fetchone()
+        row = await fetch_one(conn, f"SELECT count(*) FROM {table}", ())
     return int(row[0]) if row is not None else 0
 
 
@@ -142,20 +142,20 @@ async def swap(db: Database) -> None:
         dependants = await _dependants(conn)
         for kind, name, _ in dependants:
             if kind in ("view", "trigger"):
-                await conn.execute(f"DROP {kind.upper()} IF EXISTS {quote(name)}")
-        await conn.execute(f"DROP TABLE IF EXISTS {TARGET}")
-        await conn.execute(f"ALTER TABLE {STAGING} RENAME TO {TARGET}")
+                await conn.execute_fetchall(f"DROP {kind.upper()} IF EXISTS {quote(name)}")
+        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {TARGET}")
+        await conn.execute_fetchall(f"ALTER TABLE {STAGING} RENAME TO {TARGET}")
         for _, _, sql in dependants:
-            await conn.execute(sql)
+            await conn.execute_fetchall(sql)
 
 
 async def _dependants(conn: aiosqlite.Connection) -> list[tuple[str, str, str]]:
     """Indexes and triggers on open_orders and views or triggers that mention it, in order."""
-    async with conn.execute(
+    rows = await fetch_all(
+        conn,
         "SELECT type, name, tbl_name, sql FROM sqlite_master "
-        "WHERE type IN ('index', 'view', 'trigger') AND sql IS NOT NULL ORDER BY rowid"
-    ) as cursor:
-        rows = await cursor.fetchall()
+        "WHERE type IN ('index', 'view', 'trigger') AND sql IS NOT NULL ORDER BY rowid",
+    )
     found = []
     for kind, name, table, sql in rows:
         if table.casefold() == STAGING or name.casefold().startswith(STAGING):
@@ -168,19 +168,17 @@ async def _dependants(conn: aiosqlite.Connection) -> list[tuple[str, str, str]]:
 
 
 async def _exists(conn: aiosqlite.Connection, table: str) -> bool:
-    async with conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
-    ) as cursor:
-        return await cursor.fetchone() is not None
+    found = await fetch_one(
+        conn, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)
+    )
+    return found is not None
 
 
 async def _columns(conn: aiosqlite.Connection, table: str) -> list[str]:
-    async with conn.execute(f"PRAGMA table_info({table})") as cursor:
-        return [row[1] for row in await cursor.fetchall()]
+    return [row[1] for row in await fetch_all(conn, f"PRAGMA table_info({table})")]
 
 
 async def _fetch_counts(conn: aiosqlite.Connection, sql: str) -> tuple[int, int, int]:
-    async with conn.execute(sql) as cursor:
-        row = await cursor.fetchone()
+    row = await fetch_one(conn, sql, ())
     assert row is not None
     return int(row[0]), int(row[1]), int(row[2])

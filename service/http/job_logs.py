@@ -1,0 +1,88 @@
+"""Reading the history: ``/api/job_logs`` and its sub-resources."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service import appkeys
+from service.http import payloads
+from service.http.params import DetailParams, ListParams, parse
+from service.http.replies import reply
+from service.store import (
+    NotFound,
+    count_by_status,
+    get_job_log,
+    history,
+    latest_job_log,
+    list_job_logs,
+)
+
+
+async def list_logs(request: web.Request) -> web.Response:
+    """Logs most recent first, filtered by status, created_at range and message text."""
+    params = parse(ListParams, request.query)
+    page = await list_job_logs(request.app[appkeys.DATABASE], params.query())
+    return reply(payloads.page_out(page))
+
+
+async def stats(request: web.Request) -> web.Response:
+    """Counts in all and per status."""
+    return reply(payloads.stats_out(await count_by_status(request.app[appkeys.DATABASE])))
+
+
+async def latest(request: web.Request) -> web.Response:
+    """The most recent log with its details."""
+    db = request.app[appkeys.DATABASE]
+    log = await latest_job_log(db)
+    if log is None:
+        raise NotFound("there are no job logs yet")
+    return reply(payloads.with_details_out(await get_job_log(db, log.id)))
+
+
+async def one(request: web.Request) -> web.Response:
+    """A log by name or id, with its details in chronological order."""
+    log = await history.get_job_log_ref(request.app[appkeys.DATABASE], request.match_info["ref"])
+    return reply(payloads.with_details_out(log))
+
+
+async def details(request: web.Request) -> web.Response:
+    """A page of a log's details after a cursor, optionally only those containing text."""
+    db = request.app[appkeys.DATABASE]
+    log = await history.find_job_log(db, request.match_info["ref"])
+    params = parse(DetailParams, request.query)
+    page = await history.list_details(
+        db, log.id, after=params.after, limit=params.limit, q=params.q
+    )
+    return reply(payloads.detail_page_out(page))
+
+
+async def text(request: web.Request) -> web.StreamResponse:
+    """The whole log as text, one line per detail, streamed page by page."""
+    db = request.app[appkeys.DATABASE]
+    log = await history.find_job_log(db, request.match_info["ref"])
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/plain; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{log.name}.txt"',
+        }
+    )
+    await response.prepare(request)
+    async for page in history.iter_details(db, log.id):
+        lines = "".join(f"{payloads.iso_z(d.created_at)}  {_one_line(d.message)}\n" for d in page)
+        await response.write(lines.encode())
+    await response.write_eof()
+    return response
+
+
+def _one_line(message: str) -> str:
+    return message.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the history routes (fixed paths before the ``{ref}`` ones)."""
+    app.router.add_get("/api/job_logs", list_logs)
+    app.router.add_get("/api/job_logs/stats", stats)
+    app.router.add_get("/api/job_logs/latest", latest)
+    app.router.add_get("/api/job_logs/{ref}.txt", text)
+    app.router.add_get("/api/job_logs/{ref}/details", details)
+    app.router.add_get("/api/job_logs/{ref}", one)

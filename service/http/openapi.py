@@ -1,0 +1,372 @@
+"""``GET /api/openapi.json``: an OpenAPI 3.1 description built from the same pydantic models
+that validate the requests and shape the answers, so the two cannot drift apart.
+
+What the models cannot say is added here: query parameters are optional (absent, never null),
+``since``/``until`` take a date or a date-time, a ``{ref}`` is a name or an id, the headers every
+answer of an operation carries, and the links from a run to its sub-resources.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from service.http import params, payloads
+
+_OUT: tuple[type[BaseModel], ...] = (
+    payloads.JobLogOut,
+    payloads.DetailOut,
+    payloads.EventDetailOut,
+    payloads.JobLogWithDetailsOut,
+    payloads.JobLogPageOut,
+    payloads.DetailPageOut,
+    payloads.StatsOut,
+    payloads.StatusOut,
+    payloads.ErrorOut,
+    payloads.ConflictOut,
+)
+# What service.store.history.parse_ref finds: a name (YYYYMMDDhhmmss, then _n for a same-second
+# run) or an id. Anything else is 404, or another route's answer (``stats``, ``x.txt``).
+_REF_PATTERN = r"^(?:[0-9]{14}(?:_[0-9]+)?|[0-9]{1,19})$"
+_REF = {
+    "name": "ref",
+    "in": "path",
+    "required": True,
+    "description": "A name (20251215143022 or 20251215143022_1) or an id.",
+    "schema": {"type": "string", "pattern": _REF_PATTERN},
+    "examples": {"name": {"value": "20251215143022"}, "id": {"value": "1"}},
+}
+_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+# A moment in a query: what service.http.params reads (ISO 8601; no offset means UTC).
+_MOMENT: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "format": "date"},
+    ],
+    "description": "An ISO 8601 date-time (with Z or an offset; none means UTC) or a date "
+    "(its midnight UTC).",
+}
+_DESCRIPTIONS = {
+    (params.ListParams, "status"): "Only runs with this status.",
+    (params.ListParams, "since"): "Only runs created at or after this moment.",
+    (params.ListParams, "until"): "Only runs created before this moment; not before since.",
+    (params.ListParams, "q"): "Only runs with a line containing this text (ASCII case ignored).",
+    (params.ListParams, "page"): "The page, from 1.",
+    (params.ListParams, "per_page"): "Runs per page.",
+    (params.DetailParams, "after"): "Only lines with a greater id (next_after of a page).",
+    (params.DetailParams, "limit"): "Lines per page.",
+    (params.DetailParams, "q"): "Only lines containing this text (ASCII case ignored).",
+    (params.RunParams, "force"): "Pass the shrink guard once (accept a much smaller set).",
+    (params.EventParams, "job_log"): "Follow this log only (its name or id); ends with it.",
+    (params.EventParams, "last_event_id"): "Resume after this event id (as Last-Event-ID).",
+}
+
+
+def _json(name: str) -> dict[str, Any]:
+    """A JSON body of the component schema ``name``."""
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
+
+
+def _answer(
+    description: str, name: str | None = None, headers: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A response: ``description``, a JSON body of schema ``name``, and its headers."""
+    answer: dict[str, Any] = {"description": description}
+    if headers:
+        answer["headers"] = headers
+    if name is not None:
+        answer["content"] = _json(name)
+    return answer
+
+
+def _header(description: str, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A response header that is always sent."""
+    return {"description": description, "required": True, "schema": schema or {"type": "string"}}
+
+
+# pydantic leaves a Field's bounds under these names when a BeforeValidator precedes the Field
+# in Annotated[...] (as params.Id does); JSON Schema would silently ignore them.
+_BOUNDS = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
+
+
+def _query_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter's schema from its model's: no null branch nor null default (absent
+    is null; ``?status=null`` is the string "null", which is invalid), standard bound names,
+    and a moment as a date-time or a date."""
+    schema = {_BOUNDS.get(k, k): v for k, v in schema.items() if k != "title"}
+    branches = schema.pop("anyOf", None)
+    if branches is not None:
+        kept = [_query_schema(b) for b in branches if b != {"type": "null"}]
+        schema = {**(kept[0] if len(kept) == 1 else {"anyOf": kept}), **schema}
+    if "default" in schema and schema["default"] is None:
+        del schema["default"]
+    if schema.get("format") == "date-time":
+        schema = {k: v for k, v in schema.items() if k not in ("type", "format")} | _MOMENT
+    return schema
+
+
+def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The optional query parameters that ``model`` validates."""
+    schema = model.model_json_schema()
+    out = []
+    for name, prop in schema["properties"].items():
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": False}
+        description = _DESCRIPTIONS.get((model, name))
+        if description is not None:
+            parameter["description"] = description
+        parameter["schema"] = _query_schema(prop)
+        out.append(parameter)
+    return out
+
+
+def _links(*operations: str) -> dict[str, Any]:
+    """Links from an answer holding a job log (its ``name``) to ``operations`` on it."""
+    return {
+        operation: {"operationId": operation, "parameters": {"ref": "$response.body#/name"}}
+        for operation in operations
+    }
+
+
+_LOG_LINKS = ("getJobLog", "listJobLogDetails", "getJobLogText", "cancelRun")
+_BAD_PARAMETER = _answer("An invalid parameter, named in field", "ErrorOut")
+_NOT_FOUND = _answer("No such job log", "ErrorOut")
+_POST_ERR = {
+    "401": _answer(
+        "A bearer token is required (ADMIN_TOKEN is set)",
+        "ErrorOut",
+        {"WWW-Authenticate": _header("The scheme to use", {"const": "Bearer"})},
+    ),
+    "403": _answer("Not allowed: wrong token, not local, wrong Host, or cross-site", "ErrorOut"),
+}
+
+
+def _history_paths() -> dict[str, Any]:
+    """The read-only history: the list, counts, the latest, one log and its lines."""
+    text = {"text/plain": {"schema": {"type": "string"}}}
+    return {
+        "/api/job_logs/stats": {
+            "get": {
+                "operationId": "getStats",
+                "summary": "Counts in all and per status",
+                "responses": {"200": _answer("The counts", "StatsOut")},
+            }
+        },
+        "/api/job_logs/latest": {
+            "get": {
+                "operationId": "getLatestJobLog",
+                "summary": "The most recent job log with its details",
+                "responses": {
+                    "200": {
+                        **_answer("The log", "JobLogWithDetailsOut"),
+                        "links": _links(*_LOG_LINKS),
+                    },
+                    "404": _answer("There are no job logs yet", "ErrorOut"),
+                },
+            }
+        },
+        "/api/job_logs/{ref}": {
+            "get": {
+                "operationId": "getJobLog",
+                "summary": "One job log with its details, in order",
+                "parameters": [_REF],
+                "responses": {"200": _answer("The log", "JobLogWithDetailsOut"), "404": _NOT_FOUND},
+            }
+        },
+        "/api/job_logs/{ref}/details": {
+            "get": {
+                "operationId": "listJobLogDetails",
+                "summary": "A page of a job log's details",
+                "description": "An unknown ref is 404 before the parameters are looked at.",
+                "parameters": [_REF, *_query(params.DetailParams)],
+                "responses": {
+                    "200": _answer("A page", "DetailPageOut"),
+                    "400": _BAD_PARAMETER,
+                    "404": _NOT_FOUND,
+                },
+            }
+        },
+        "/api/job_logs/{ref}.txt": {
+            "get": {
+                "operationId": "getJobLogText",
+                "summary": "The whole job log as text, one line per detail",
+                "parameters": [_REF],
+                "responses": {
+                    "200": {
+                        **_answer(
+                            "The log as text",
+                            headers={
+                                "Content-Disposition": _header(
+                                    'attachment; filename="<name>.txt"',
+                                    {"type": "string", "pattern": r'^attachment; filename="'},
+                                )
+                            },
+                        ),
+                        "content": text,
+                    },
+                    "404": _NOT_FOUND,
+                },
+            }
+        },
+    }
+
+
+def _run_paths() -> dict[str, Any]:
+    """The list of runs and running the sync: run now, cancel, status."""
+    return {
+        "/api/job_logs": {
+            "get": {
+                "operationId": "listJobLogs",
+                "summary": "Job logs, most recent first",
+                "parameters": _query(params.ListParams),
+                "responses": {"200": _answer("A page", "JobLogPageOut"), "400": _BAD_PARAMETER},
+            },
+            "post": {
+                "operationId": "runNow",
+                "summary": "Run the sync now",
+                "description": "Without ADMIN_TOKEN only loopback clients may; the Host must be "
+                "a loopback name or PUBLIC_URL's host, and an Origin must match it.",
+                "parameters": _query(params.RunParams),
+                "security": _SECURITY,
+                "responses": {
+                    "202": {
+                        **_answer(
+                            "The new run",
+                            "JobLogOut",
+                            {"Location": _header("The run, relative: job_logs/<name>")},
+                        ),
+                        "links": _links(*_LOG_LINKS),
+                    },
+                    "400": _BAD_PARAMETER,
+                    **_POST_ERR,
+                    "409": _answer("A run is in progress", "ConflictOut"),
+                },
+            },
+        },
+        "/api/job_logs/{ref}/cancel": {
+            "post": {
+                "operationId": "cancelRun",
+                "summary": "End a running run as error",
+                "parameters": [_REF],
+                "security": _SECURITY,
+                "responses": {
+                    "202": _answer("The cancelled run", "JobLogOut"),
+                    "404": _NOT_FOUND,
+                    **_POST_ERR,
+                    "409": _answer("That run is not running here", "ConflictOut"),
+                },
+            }
+        },
+        "/api/status": {
+            "get": {
+                "operationId": "getStatus",
+                "summary": "Source, schedule, the run in progress, the last success",
+                "responses": {"200": _answer("The status", "StatusOut")},
+            }
+        },
+    }
+
+
+def _other_paths() -> dict[str, Any]:
+    """The event stream and the liveness probe."""
+    return {
+        "/api/events": {
+            "get": {
+                "operationId": "streamEvents",
+                "summary": "Server-Sent Events: detail, job_log and end events",
+                "parameters": [
+                    *_query(params.EventParams),
+                    {
+                        "name": "Last-Event-ID",
+                        "in": "header",
+                        "required": False,
+                        "description": "Resume after this event id (wins over last_event_id).",
+                        "schema": {"type": "integer", "minimum": 0, "maximum": params.MAX_ID},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        **_answer(
+                            "The event stream",
+                            headers={
+                                "Cache-Control": _header("Never cached", {"const": "no-cache"})
+                            },
+                        ),
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    "204": _answer("The followed log has ended and the client has it all"),
+                    "400": _BAD_PARAMETER,
+                    "404": _NOT_FOUND,
+                    "503": _answer(
+                        "Too many streams are open",
+                        "ErrorOut",
+                        {
+                            "Retry-After": _header(
+                                "Seconds to wait before retrying", {"type": "string"}
+                            )
+                        },
+                    ),
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "operationId": "healthz",
+                "summary": "Liveness",
+                "responses": {
+                    "200": {
+                        **_answer(
+                            "The event loop answers",
+                            headers={
+                                "Cache-Control": _header("Never stored", {"const": "no-store"})
+                            },
+                        ),
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {"status": {"const": "ok"}},
+                                    "required": ["status"],
+                                }
+                            }
+                        },
+                    }
+                },
+            }
+        },
+    }
+
+
+@cache
+def document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document."""
+    _, schemas = models_json_schema(
+        [(model, "serialization") for model in _OUT],
+        ref_template="#/components/schemas/{model}",
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Job log service",
+            "version": "1",
+            "description": "Every run of the open-orders sync: history over REST, live over SSE.",
+        },
+        "paths": {**_run_paths(), **_history_paths(), **_other_paths()},
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    """The document."""
+    return web.json_response(document())
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the document's route."""
+    app.router.add_get("/api/openapi.json", openapi)

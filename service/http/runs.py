@@ -1,0 +1,87 @@
+"""Running the sync: its status, run now, cancel."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from service import appkeys
+from service.http import payloads
+from service.http.guard import check_may_post
+from service.http.params import RunParams, parse
+from service.http.replies import reply
+from service.scheduler import RunInProgress
+from service.store import JobLog, history
+
+CANCELLED = "Cancelled by request"
+# How long a cancel waits for the run to write its last line before answering.
+_CANCEL_WAIT_SECONDS = 4.0
+
+
+async def status(request: web.Request) -> web.Response:
+    """Source, schedule, the run in progress (in any process) and the last success."""
+    db = request.app[appkeys.DATABASE]
+    scheduler = request.app[appkeys.SCHEDULER]
+    running = await _running(request)
+    last = await history.last_success_at(db)
+    return reply(
+        payloads.StatusOut(
+            source=payloads.source_out(request.app[appkeys.SOURCE].description),
+            interval_seconds=request.app[appkeys.SETTINGS].sync_interval_seconds,
+            next_run_at=payloads.iso_z(scheduler.next_run_at) if scheduler.next_run_at else None,
+            running=payloads.job_log_out(running) if running else None,
+            last_success_at=payloads.iso_z(last) if last else None,
+        )
+    )
+
+
+async def run_now(request: web.Request) -> web.Response:
+    """Start a run: 202 with its log, or 409 with the run in progress."""
+    check_may_post(request, request.app[appkeys.SETTINGS])
+    params = parse(RunParams, request.query)
+    try:
+        log = await request.app[appkeys.SCHEDULER].trigger(force=params.force)
+    except RunInProgress as busy:
+        running = busy.running or await _running(request)
+        return reply(
+            payloads.ConflictOut(
+                error="a sync run is already in progress",
+                job_log=payloads.job_log_out(running) if running else None,
+            ),
+            status=409,
+        )
+    return reply(
+        payloads.job_log_out(log), status=202, headers={"Location": f"job_logs/{log.name}"}
+    )
+
+
+async def cancel(request: web.Request) -> web.Response:
+    """End a running run as error (``ERROR: Cancelled by request``): 202, or 409."""
+    check_may_post(request, request.app[appkeys.SETTINGS])
+    db = request.app[appkeys.DATABASE]
+    log = await history.find_job_log(db, request.match_info["ref"])
+    scheduler = request.app[appkeys.SCHEDULER]
+    if scheduler.running is None or scheduler.running.id != log.id:
+        why = "is not running" if log.status.finished else "is run by another process"
+        return reply(
+            payloads.ConflictOut(
+                error=f"job log {log.name} {why}", job_log=payloads.job_log_out(log)
+            ),
+            status=409,
+        )
+    await scheduler.cancel(CANCELLED, wait=_CANCEL_WAIT_SECONDS)
+    return reply(payloads.job_log_out(await history.find_job_log(db, str(log.id))), status=202)
+
+
+async def _running(request: web.Request) -> JobLog | None:
+    scheduler = request.app[appkeys.SCHEDULER]
+    if scheduler.running is not None:
+        return scheduler.running
+    open_logs = await history.open_job_logs(request.app[appkeys.DATABASE])
+    return open_logs[-1] if open_logs else None
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the run routes."""
+    app.router.add_get("/api/status", status)
+    app.router.add_post("/api/job_logs", run_now)
+    app.router.add_post("/api/job_logs/{ref}/cancel", cancel)
