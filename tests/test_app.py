@@ -65,3 +65,19 @@ async def test_static_paths_cannot_escape_the_folder(client: Client) -> None:
         response = await client.get(path)
         assert response.status in (403, 404)
         assert "CREATE TABLE" not in await response.text()
+
+
+async def test_a_run_deep_link_serves_the_page_one_level_down(client: Client) -> None:
+    page = await client.get("/runs/20251215143022_1")
+    assert page.status == 200
+    html = await page.text()
+    assert '<base href="../">' in html
+    assert "static/app.js" in html
+    root = await (await client.get("/")).text()
+    assert '<base href="./">' in root
+
+
+async def test_a_malformed_run_link_is_404(client: Client) -> None:
+    response = await client.get("/runs/not-a-run")
+    assert response.status == 404
+    assert (await response.json())["error"] == "no such page"

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from service import appkeys
 from service.http import payloads
-from service.http.params import DetailParams, ListParams, parse
+from service.http.params import DetailParams, ListParams, OneParams, parse
 from service.http.replies import reply
 from service.store import (
     NotFound,
@@ -40,8 +40,13 @@ async def latest(request: web.Request) -> web.Response:
 
 
 async def one(request: web.Request) -> web.Response:
-    """A log by name or id, with its details in chronological order."""
-    log = await history.get_job_log_ref(request.app[appkeys.DATABASE], request.match_info["ref"])
+    """A log by name or id, with its details in chronological order (unless details=false)."""
+    db = request.app[appkeys.DATABASE]
+    if not parse(OneParams, request.query).details:
+        return reply(
+            payloads.job_log_out(await history.find_job_log(db, request.match_info["ref"]))
+        )
+    log = await history.get_job_log_ref(db, request.match_info["ref"])
     return reply(payloads.with_details_out(log))
 
 

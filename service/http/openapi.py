@@ -171,9 +171,25 @@ def _history_paths() -> dict[str, Any]:
         "/api/job_logs/{ref}": {
             "get": {
                 "operationId": "getJobLog",
-                "summary": "One job log with its details, in order",
-                "parameters": [_REF],
-                "responses": {"200": _answer("The log", "JobLogWithDetailsOut"), "404": _NOT_FOUND},
+                "summary": "One job log with its details, in order (details=false: without)",
+                "parameters": [_REF, *_query(params.OneParams)],
+                "responses": {
+                    "200": {
+                        "description": "The log",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "anyOf": [
+                                        {"$ref": "#/components/schemas/JobLogWithDetailsOut"},
+                                        {"$ref": "#/components/schemas/JobLogOut"},
+                                    ]
+                                }
+                            }
+                        },
+                    },
+                    "400": _BAD_PARAMETER,
+                    "404": _NOT_FOUND,
+                },
             }
         },
         "/api/job_logs/{ref}/details": {

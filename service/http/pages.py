@@ -1,18 +1,47 @@
-"""The static page and its files."""
+"""The page: served at ``/`` and at every deep link ``/runs/<name>``.
+
+Every URL in the page is relative to its ``<base href>``, so it works behind a reverse proxy
+under any sub-path: ``./`` at the root, ``../`` one level down at ``runs/<name>``.
+"""
 
 from __future__ import annotations
+
+from functools import cache
 
 from aiohttp import web
 
 from service.resources import static_dir
+from service.store.job_logs import NAME_PATTERN
+
+_BASE = '<base href="./">'
 
 
-async def index(request: web.Request) -> web.FileResponse:
-    """The page itself."""
-    return web.FileResponse(static_dir() / "index.html", headers={"Cache-Control": "no-cache"})
+@cache
+def _page(base: str) -> str:
+    html = (static_dir() / "index.html").read_text(encoding="utf-8")
+    return html.replace(_BASE, f'<base href="{base}">', 1)
+
+
+async def index(request: web.Request) -> web.Response:
+    """The page at the root."""
+    return _html(_page("./"))
+
+
+async def run_page(request: web.Request) -> web.Response:
+    """The page at a run's deep link; the page itself opens the run."""
+    if not NAME_PATTERN.fullmatch(request.match_info["name"]):
+        raise web.HTTPNotFound(reason="no such page")
+    return _html(_page("../"))
+
+
+def _html(text: str) -> web.Response:
+    return web.Response(
+        text=text, content_type="text/html", charset="utf-8", headers={"Cache-Control": "no-cache"}
+    )
 
 
 def add_routes(app: web.Application) -> None:
-    """Serve the page at / and its files under /static/."""
+    """Serve the page at / and runs/<name>, and its files under /static/."""
     app.router.add_get("/", index)
+    app.router.add_get("/runs/{name}", run_page)
     app.router.add_static("/static/", static_dir(), name="static", follow_symlinks=False)

@@ -89,6 +89,12 @@ class ListParams(_Params):
         )
 
 
+class OneParams(_Params):
+    """``GET /api/job_logs/{ref}``: ``details=false`` leaves the details out (for huge logs)."""
+
+    details: bool = True
+
+
 class DetailParams(_Params):
     """``GET /api/job_logs/{ref}/details``."""
 

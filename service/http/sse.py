@@ -125,8 +125,11 @@ class _Stream:
         job_log_id = followed.id if followed else None
         while True:
             page = await history.details_after(db, after, limit=REPLAY_PAGE, job_log_id=job_log_id)
-            for detail in page:
-                await self._send(Event(detail.job_log_id, detail=detail))
+            fresh = [d for d in page if d.id > self._last_detail]
+            if fresh:
+                # One write per page: a long replay is bounded by the network, not by writes.
+                self._last_detail = fresh[-1].id
+                await self._write(b"".join(Event(d.job_log_id, detail=d).frame for d in fresh))
             if len(page) < REPLAY_PAGE:
                 return
             after = page[-1].id

@@ -44,8 +44,9 @@ MAX_EXAMPLES = 100
 BUDGET = 30
 # Seconds the schemathesis run may take before the test fails.
 RUN_TIMEOUT = 75
-# Routes outside the API: the page and the document itself (and /static/, by its type).
-UNDOCUMENTED = ("/", "/api/openapi.json")
+# Routes outside the API: the page (also at its deep links), the document itself, and
+# /static/ (by its type).
+UNDOCUMENTED = ("/", "/runs/{name}", "/api/openapi.json")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 

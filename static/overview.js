@@ -1,0 +1,114 @@
+// The header (source, next run, Run now) and the overview: counts, latest run, strip chart.
+
+import { getJSON, post, report } from "./api.js";
+import { $, STATUS_WORDS, badge, duration, el, say, svg, when } from "./dom.js";
+import { onJobLog } from "./live.js";
+
+let running = null;
+let refreshing = null;
+
+export function start(navigate) {
+  $("run-now").addEventListener("click", () => runNow(navigate));
+  onJobLog(() => refreshSoon());
+  refresh();
+}
+
+function refreshSoon() {
+  clearTimeout(refreshing);
+  refreshing = setTimeout(refresh, 150);
+}
+
+export async function refresh() {
+  try {
+    const [status, stats, recent] = await Promise.all([
+      getJSON("api/status"),
+      getJSON("api/job_logs/stats"),
+      getJSON("api/job_logs?per_page=100"),
+    ]);
+    header(status);
+    counts(stats);
+    latest(recent.items[0]);
+    strip(recent.items);
+  } catch (error) {
+    report(error);
+  }
+}
+
+function header(status) {
+  const source = status.source.kind === "demo" ? "demo source" : status.source.server || "ODBC";
+  $("source").textContent = source;
+  $("next-run").textContent = status.next_run_at ? when(status.next_run_at) : "not scheduled";
+  running = status.running;
+  $("run-now").disabled = running !== null;
+  $("run-now").title = running ? `Run ${running.name} is in progress` : "Run the sync now";
+}
+
+function counts(stats) {
+  for (const key of ["total", "success", "error", "processing", "pending"]) {
+    $(`count-${key}`).textContent = stats[key].toLocaleString();
+  }
+}
+
+function latest(log) {
+  const box = $("latest");
+  if (!log) {
+    box.replaceChildren("none yet");
+    return;
+  }
+  box.replaceChildren(
+    el("a", { href: `runs/${log.name}`, "data-link": "", text: log.name }), " ",
+    badge(log.status), " ", duration(log.duration_seconds),
+  );
+}
+
+function strip(items) {
+  const chart = $("strip");
+  const runs = [...items].reverse();
+  const width = 1000;
+  const height = 80;
+  const bar = width / 100;
+  const longest = Math.max(1, ...runs.map((run) => run.duration_seconds ?? 0));
+  chart.setAttribute("viewBox", `0 0 ${width} ${height}`);
+  chart.setAttribute("preserveAspectRatio", "none");
+  chart.replaceChildren(...runs.map((run, index) => {
+    const seconds = run.duration_seconds ?? longest;
+    const barHeight = Math.max(3, (seconds / longest) * (height - 2));
+    const rect = svg("rect", {
+      x: index * bar + 1, y: height - barHeight, width: bar - 2, height: barHeight,
+      class: `status-${run.status}`, "data-name": run.name, tabindex: 0, role: "link",
+      "aria-label": `${run.name}: ${STATUS_WORDS[run.status]}, ${duration(run.duration_seconds)}`,
+    });
+    const title = svg("title");
+    title.textContent = `${run.name} — ${STATUS_WORDS[run.status]}, ${duration(run.duration_seconds)}`;
+    rect.append(title);
+    return rect;
+  }));
+}
+
+export function wireStrip(navigate) {
+  const open = (event) => {
+    const name = event.target.closest("rect")?.dataset.name;
+    if (name) navigate(`runs/${name}`);
+  };
+  $("strip").addEventListener("click", open);
+  $("strip").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") open(event);
+  });
+}
+
+async function runNow(navigate) {
+  $("run-now").disabled = true;
+  try {
+    const log = await post("api/job_logs");
+    say("");
+    navigate(`runs/${log.name}`);
+  } catch (error) {
+    report(error);
+  } finally {
+    refresh();
+  }
+}
+
+export function isRunning() {
+  return running;
+}

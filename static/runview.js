@@ -1,0 +1,273 @@
+// One run: every line (windowed, so 100,000 lines stay smooth), a live tail while it runs,
+// batch progress, the final banner, find in the whole log, download, copy link, cancel.
+
+import { ApiError, getJSON, post, report } from "./api.js";
+import { $, badge, duration, el, say, timeEl, when } from "./dom.js";
+import { reflect } from "./live.js";
+
+const ROW = 22;          // px, one line; matches --row in style.css
+const OVERSCAN = 20;     // rows rendered above and below the visible ones
+const BATCH = /^Batch ([\d,]+)(?:\/([\d,]+))? imported/;
+
+let stream = null;
+let lines = [];
+let log = null;
+let name = null;
+let stuck = true;
+let drawQueued = false;
+let findTimer = null;
+
+export function start() {
+  const viewport = $("run-lines");
+  viewport.addEventListener("scroll", () => {
+    stuck = viewport.scrollTop + viewport.clientHeight >= viewport.scrollHeight - ROW;
+    $("jump-latest").hidden = stuck;
+    queueDraw();
+  });
+  $("jump-latest").addEventListener("click", () => {
+    stuck = true;
+    viewport.scrollTop = viewport.scrollHeight;
+    $("jump-latest").hidden = true;
+  });
+  $("copy-link").addEventListener("click", copyLink);
+  $("cancel-run").addEventListener("click", cancel);
+  $("find").addEventListener("input", () => {
+    clearTimeout(findTimer);
+    findTimer = setTimeout(find, 250);
+  });
+  $("find-results").addEventListener("click", (event) => {
+    const id = Number(event.target.closest("li")?.dataset.id);
+    if (id) reveal(id);
+  });
+  window.addEventListener("resize", queueDraw);
+}
+
+export function open(runName) {
+  close();
+  name = runName;
+  lines = [];
+  log = null;
+  stuck = true;
+  document.title = `Run ${name} — Job log`;
+  $("run-name").textContent = `Run ${name}`;
+  $("run-status").replaceWith(badge("pending", "run-status"));
+  $("run-status").textContent = "loading…";
+  $("run-times").textContent = "";
+  $("run-banner").hidden = true;
+  $("run-progress").hidden = true;
+  $("jump-latest").hidden = true;
+  $("cancel-run").hidden = true;
+  $("find").value = "";
+  $("find-results").hidden = true;
+  $("find-count").textContent = "";
+  $("download").href = `api/job_logs/${name}.txt`;
+  $("download").setAttribute("download", `${name}.txt`);
+  draw();
+  load(name);
+}
+
+async function load(runName) {
+  // The lines so far come in large pages (fast even for 100,000 of them); a run still going
+  // is then followed from its last line on.
+  try {
+    const first = await getJSON(`api/job_logs/${encodeURIComponent(runName)}?details=false`);
+    if (runName !== name) return;
+    update(first, false);
+    let after = 0;
+    for (;;) {
+      const page = await getJSON(`api/job_logs/${encodeURIComponent(runName)}/details?limit=1000&after=${after}`);
+      if (runName !== name) return;
+      for (const detail of page.items) add(detail);
+      queueDraw();
+      if (page.next_after === null) break;
+      after = page.next_after;
+    }
+    if (finished(first)) update(first);
+    else follow(after || lastId());
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 404) {
+      $("run-status").textContent = "not found";
+      say(`There is no run named ${runName}.`, "error");
+    } else {
+      report(error);
+    }
+  }
+}
+
+const finished = (state) => state.status === "success" || state.status === "error";
+const lastId = () => (lines.length ? lines[lines.length - 1].id : 0);
+
+function add(detail) {
+  if (detail.id <= lastId()) return;
+  lines.push(detail);
+  progress(detail.message);
+}
+
+export function close() {
+  if (stream) stream.close();
+  stream = null;
+}
+
+function follow(after) {
+  // Replays what came after the last line loaded, then goes on live; on a reconnect the
+  // browser sends the last id it has and gets exactly what it missed.
+  stream = new EventSource(`api/events?job_log=${encodeURIComponent(name)}&last_event_id=${after}`);
+  reflect(stream);
+  const mine = stream;
+  stream.addEventListener("detail", (event) => {
+    add(JSON.parse(event.data));
+    queueDraw();
+  });
+  stream.addEventListener("job_log", (event) => update(JSON.parse(event.data)));
+  stream.addEventListener("end", (event) => {
+    update(JSON.parse(event.data));
+    mine.close();
+  });
+  stream.addEventListener("error", () => {
+    // 204: the run ended and every line is here already; only its final state is missing.
+    if (mine.readyState === EventSource.CLOSED && mine === stream) settle();
+  });
+}
+
+async function settle() {
+  try {
+    const state = await getJSON(`api/job_logs/${encodeURIComponent(name)}?details=false`);
+    const rest = await getJSON(`api/job_logs/${encodeURIComponent(name)}/details?limit=1000&after=${lastId()}`);
+    for (const detail of rest.items) add(detail);
+    queueDraw();
+    update(state);
+  } catch (error) {
+    report(error);
+  }
+}
+
+function update(next, final = true) {
+  log = next;
+  $("run-status").replaceWith(badge(log.status, "run-status"));
+  $("run-times").textContent =
+    `started ${when(log.created_at)} · ${log.duration_seconds === null ? "running…" : duration(log.duration_seconds)}`;
+  $("cancel-run").hidden = finished(log);
+  if (final && finished(log)) banner();
+}
+
+function banner() {
+  const box = $("run-banner");
+  const failed = log.status === "error";
+  const lastError = [...lines].reverse().find((line) => line.message.startsWith("ERROR"));
+  box.className = `banner status-${log.status}`;
+  box.textContent = failed
+    ? `Run failed${lastError ? `: ${lastError.message}` : ""}`
+    : `Run succeeded in ${duration(log.duration_seconds)}`;
+  box.hidden = false;
+  $("run-progress").hidden = true;
+}
+
+function progress(message) {
+  const match = BATCH.exec(message);
+  if (!match) return;
+  const bar = $("run-progress");
+  const done = Number(match[1].replaceAll(",", ""));
+  const of = match[2] ? Number(match[2].replaceAll(",", "")) : null;
+  if (of) {
+    bar.max = of;
+    bar.value = done;
+  } else {
+    bar.removeAttribute("value");
+  }
+  bar.title = match[0];
+  bar.hidden = log !== null && (log.status === "success" || log.status === "error");
+}
+
+function queueDraw() {
+  if (drawQueued) return;
+  drawQueued = true;
+  requestAnimationFrame(() => {
+    drawQueued = false;
+    draw();
+  });
+}
+
+function draw() {
+  const viewport = $("run-lines");
+  const spacer = viewport.firstElementChild;
+  const list = spacer.firstElementChild;
+  spacer.style.height = `${lines.length * ROW}px`;
+  if (stuck) viewport.scrollTop = viewport.scrollHeight;
+  const first = Math.max(0, Math.floor(viewport.scrollTop / ROW) - OVERSCAN);
+  const last = Math.min(lines.length, Math.ceil((viewport.scrollTop + viewport.clientHeight) / ROW) + OVERSCAN);
+  list.style.transform = `translateY(${first * ROW}px)`;
+  list.replaceChildren(...lines.slice(first, last).map(row));
+}
+
+function row(detail) {
+  const text = detail.message;
+  return el("li", { className: `line${text.startsWith("ERROR") ? " error" : ""}`, "data-id": detail.id },
+    timeEl(detail.created_at, true),
+    el("span", { className: "message", title: text, text }),
+  );
+}
+
+function reveal(id) {
+  let low = 0;
+  let high = lines.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    if (lines[middle].id < id) low = middle + 1;
+    else high = middle - 1;
+  }
+  const viewport = $("run-lines");
+  stuck = false;
+  viewport.scrollTop = Math.max(0, low * ROW - viewport.clientHeight / 2);
+  queueDraw();
+  requestAnimationFrame(() => {
+    viewport.querySelector(`li[data-id="${id}"]`)?.classList.add("found");
+  });
+}
+
+async function find() {
+  const text = $("find").value.trim();
+  const results = $("find-results");
+  if (!text) {
+    results.hidden = true;
+    $("find-count").textContent = "";
+    return;
+  }
+  try {
+    const query = new URLSearchParams({ q: text, limit: "1000" });
+    const page = await getJSON(`api/job_logs/${encodeURIComponent(name)}/details?${query}`);
+    const more = page.next_after !== null;
+    $("find-count").textContent =
+      `${page.items.length.toLocaleString()}${more ? "+" : ""} matching line${page.items.length === 1 ? "" : "s"}`;
+    results.replaceChildren(...page.items.map((detail) => {
+      const item = row(detail);
+      item.tabIndex = 0;
+      return item;
+    }));
+    results.hidden = page.items.length === 0;
+  } catch (error) {
+    report(error);
+  }
+}
+
+async function copyLink() {
+  const link = location.href;
+  try {
+    await navigator.clipboard.writeText(link);
+    say("Link copied.");
+  } catch {
+    say(`Copy this link: ${link}`);
+  }
+}
+
+async function cancel() {
+  $("cancel-run").disabled = true;
+  try {
+    await post(`api/job_logs/${encodeURIComponent(name)}/cancel`);
+    say(`Run ${name} was cancelled.`);
+  } catch (error) {
+    report(error);
+  } finally {
+    $("cancel-run").disabled = false;
+  }
+}
+
