@@ -28,9 +28,12 @@ export function connect() {
     const log = JSON.parse(event.data);
     for (const listener of listeners) listener(log);
   });
-  window.addEventListener("offline", () => show("offline"));
-  window.addEventListener("online", () => show(source.readyState === EventSource.OPEN ? "live" : "reconnecting"));
 }
+
+window.addEventListener("offline", () => show("offline"));
+window.addEventListener("online", () => {
+  show(source && source.readyState === EventSource.OPEN ? "live" : "reconnecting");
+});
 
 /** Reflect another stream's state too (the run view's), when it is the one in trouble. */
 export function reflect(stream) {

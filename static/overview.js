@@ -18,13 +18,17 @@ function refreshSoon() {
   refreshing = setTimeout(refresh, 150);
 }
 
+let asked = 0;
+
 export async function refresh() {
+  const ticket = ++asked;
   try {
     const [status, stats, recent] = await Promise.all([
       getJSON("api/status"),
       getJSON("api/job_logs/stats"),
       getJSON("api/job_logs?per_page=100"),
     ]);
+    if (ticket !== asked) return;  // a newer answer is on its way
     header(status);
     counts(stats);
     latest(recent.items[0]);

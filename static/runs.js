@@ -7,20 +7,23 @@ import { onJobLog } from "./live.js";
 const PER_PAGE = 25;
 let page = 1;
 let total = 0;
-let loading = null;
+let typing = null;
+let changes = null;
+let asked = 0;
 
 export function start() {
   const form = $("filters");
   form.addEventListener("submit", (event) => event.preventDefault());
   form.addEventListener("input", () => {
-    clearTimeout(loading);
-    loading = setTimeout(() => { page = 1; load(); }, 250);
+    page = 1;  // a new filter starts on its first page, whatever else reloads meanwhile
+    clearTimeout(typing);
+    typing = setTimeout(load, 250);
   });
   $("prev-page").addEventListener("click", () => { page -= 1; load(); });
   $("next-page").addEventListener("click", () => { page += 1; load(); });
   onJobLog(() => {
-    clearTimeout(loading);
-    loading = setTimeout(load, 200);
+    clearTimeout(changes);
+    changes = setTimeout(load, 200);
   });
   load();
 }
@@ -44,8 +47,10 @@ function query() {
 }
 
 export async function load() {
+  const ticket = ++asked;
   try {
     const body = await getJSON(`api/job_logs?${query()}`);
+    if (ticket !== asked) return;  // a newer answer is on its way
     total = body.total;
     render(body.items);
   } catch (error) {
@@ -54,13 +59,21 @@ export async function load() {
 }
 
 function render(items) {
-  const rows = items.map((log) => el("tr", { "data-name": log.name },
-    el("td", {}, el("a", { href: `runs/${log.name}`, "data-link": "", text: log.name })),
-    el("td", {}, badge(log.status)),
-    el("td", {}, el("time", { datetime: log.created_at, title: log.created_at, text: when(log.created_at) })),
-    el("td", { text: duration(log.duration_seconds) }),
-  ));
-  $("runs-table").tBodies[0].replaceChildren(...rows);
+  // Rows that did not change are kept as they are, so a live update never swaps the row
+  // under the pointer of someone about to click it.
+  const body = $("runs-table").tBodies[0];
+  const before = new Map([...body.rows].map((tr) => [tr.dataset.key, tr]));
+  const rows = items.map((log) => {
+    const key = `${log.name} ${log.status} ${log.updated_at}`;
+    return before.get(key) ?? el("tr", { "data-name": log.name, "data-key": key },
+      el("td", {}, el("a", { href: `runs/${log.name}`, "data-link": "", text: log.name })),
+      el("td", {}, badge(log.status)),
+      el("td", {}, el("time", { datetime: log.created_at, title: log.created_at, text: when(log.created_at) })),
+      el("td", { text: duration(log.duration_seconds) }),
+    );
+  });
+  const same = rows.length === body.rows.length && rows.every((tr, i) => tr === body.rows[i]);
+  if (!same) body.replaceChildren(...rows);
   $("runs-empty").hidden = items.length > 0;
   const pages = Math.max(1, Math.ceil(total / PER_PAGE));
   $("page-info").textContent = `Page ${page} of ${pages} · ${total.toLocaleString()} runs`;

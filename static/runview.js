@@ -83,7 +83,7 @@ async function load(runName) {
       after = page.next_after;
     }
     if (finished(first)) update(first);
-    else follow(after || lastId());
+    else follow(lastId());
   } catch (error) {
     if (error instanceof ApiError && error.status === 404) {
       $("run-status").textContent = "not found";
@@ -124,20 +124,28 @@ function follow(after) {
     mine.close();
   });
   stream.addEventListener("error", () => {
-    // 204: the run ended and every line is here already; only its final state is missing.
-    if (mine.readyState === EventSource.CLOSED && mine === stream) settle();
+    // The browser gives up on a stream for good after any answer but 200: a 204 (the run
+    // ended, every line is here) or a proxy's 502 during a restart. Catch up, and follow on
+    // if the run is still going.
+    if (mine.readyState === EventSource.CLOSED && mine === stream) setTimeout(resume, 1000, mine);
   });
 }
 
-async function settle() {
+async function resume(closed) {
+  if (closed !== stream) return;
   try {
     const state = await getJSON(`api/job_logs/${encodeURIComponent(name)}?details=false`);
-    const rest = await getJSON(`api/job_logs/${encodeURIComponent(name)}/details?limit=1000&after=${lastId()}`);
-    for (const detail of rest.items) add(detail);
+    for (;;) {
+      const page = await getJSON(`api/job_logs/${encodeURIComponent(name)}/details?limit=1000&after=${lastId()}`);
+      for (const detail of page.items) add(detail);
+      if (page.next_after === null) break;
+    }
+    if (closed !== stream) return;
     queueDraw();
-    update(state);
-  } catch (error) {
-    report(error);
+    if (finished(state)) update(state);
+    else follow(lastId());
+  } catch {
+    setTimeout(resume, 2000, closed);  // the service is still away
   }
 }
 

@@ -7,7 +7,8 @@ set -eu
 # ruby, ruby-activerecord, ruby-sqlite3: the seed's Rails models read and write our database file.
 # unixodbc and its drivers (libsqliteodbc, odbc-postgresql, tdsodbc) and a postgresql server:
 # the sync job reads real sources through real ODBC drivers.
-PACKAGES="ruby ruby-activerecord ruby-sqlite3 unixodbc libsqliteodbc odbc-postgresql tdsodbc postgresql"
+# chromium: the browser Playwright drives through the page (Playwright never downloads one).
+PACKAGES="ruby ruby-activerecord ruby-sqlite3 unixodbc libsqliteodbc odbc-postgresql tdsodbc postgresql chromium"
 
 missing=""
 for package in $PACKAGES; do

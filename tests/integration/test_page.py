@@ -1,0 +1,831 @@
+"""The page in a real browser (Debian's Chromium through Playwright) against a real server.
+
+Each test starts ``python -m service`` on the demo source in its own folder, drives the page
+like a user and compares what it shows with what the API answers. Any JavaScript error,
+``console.error`` or Content-Security-Policy violation on the page fails the test.
+
+Not covered: the page under a sub-path behind a reverse proxy (no proxy in the test setup).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import closing, contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, Route, expect
+
+from tests.support.browser import eventually, launch_chromium, watched_page
+from tests.support.joblogs import statuses, wait_for_detail
+from tests.support.server import ServerProcess, service_env
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+# No schedule, no run at start: every run in a test is one the test started.
+QUIET = {"SYNC_ON_START": "false", "SYNC_INTERVAL_SECONDS": "0", "DEMO_DELAY_SECONDS": "0.3"}
+TOKEN = "page-test-admin-token-0123"
+SUCCESS, ERROR, PROCESSING = 3, 2, 1
+Line = tuple[int, str]
+
+# The lines rendered in the log viewport, in DOM order, as [detail id, message].
+_RENDERED_LINES = """() => [...document.querySelectorAll('#run-lines li.line')].map(
+    (li) => [Number(li.dataset.id), li.querySelector('.message')?.textContent ?? null])"""
+# Scrolls the log viewport from top to bottom, collecting the rendered lines of each window.
+_SCROLLED_LINES = """async (viewport) => {
+    const settle = () => new Promise((done) => setTimeout(
+        () => requestAnimationFrame(() => requestAnimationFrame(done)), 20));
+    const read = () => [...viewport.querySelectorAll('li.line')].map(
+        (li) => [Number(li.dataset.id), li.querySelector('.message')?.textContent ?? null]);
+    const windows = [];
+    viewport.scrollTop = 0;
+    await settle();
+    for (let step = 0; step < 1000; step++) {
+        windows.push(read());
+        if (viewport.scrollTop + viewport.clientHeight >= viewport.scrollHeight - 1) break;
+        viewport.scrollTop += Math.max(1, Math.floor(viewport.clientHeight / 2));
+        await settle();
+    }
+    return windows;
+}"""
+# The table's rows as [name, status of its badge].
+_TABLE_ROWS = """() => [...document.querySelectorAll('#runs-table tbody tr[data-name]')].map(
+    (tr) => [tr.dataset.name,
+             (tr.querySelector('.badge')?.className.match(/\\bstatus-(\\w+)/) ?? [])[1] ?? null])"""
+# Which view shows the run ``name`` after Run now: "run", "overview" (as the latest) or false.
+_RUN_SHOWN = """(name) => {
+    if (!document.getElementById('run-view').hidden) {
+        const shown = document.getElementById('run-name').textContent.trim().split(/\\s+/).pop();
+        return shown === name ? 'run' : false;
+    }
+    return document.getElementById('latest').textContent.includes(name) ? 'overview' : false;
+}"""
+
+
+# --- the server and its API -------------------------------------------------------------------
+
+
+def serve(workdir: Path, **env: str) -> ServerProcess:
+    """A server on the demo source with no schedule (``env`` overrides)."""
+    return ServerProcess(workdir, **{**QUIET, **env})
+
+
+def get_json(server: ServerProcess, path: str) -> Any:
+    """GET ``path`` of the API, decoded."""
+    with urllib.request.urlopen(f"{server.url}{path}", timeout=5) as response:
+        return json.load(response)
+
+
+def post(server: ServerProcess, path: str) -> dict[str, Any]:
+    """POST ``path`` (loopback, no token) and expect 202."""
+    request = urllib.request.Request(f"{server.url}{path}", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 202
+        answer: dict[str, Any] = json.load(response)
+        return answer
+
+
+def wait_finished(server: ServerProcess, name: str, timeout: float = 20.0) -> dict[str, Any]:
+    """The run ``name`` once it has ended, and nothing runs any more (``/api/status``)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        log: dict[str, Any] = get_json(server, f"/api/job_logs/{name}")
+        idle = get_json(server, "/api/status")["running"] is None
+        if log["status"] in ("success", "error") and idle:
+            return log
+        time.sleep(0.05)
+    raise AssertionError(f"run {name} has not ended after {timeout} s")
+
+
+def run_to_end(server: ServerProcess, *, cancel: bool = False) -> str:
+    """Start a run through the API (cancelled at once when ``cancel``), wait for its end."""
+    name: str = post(server, "/api/job_logs")["name"]
+    if cancel:
+        post(server, f"/api/job_logs/{name}/cancel")
+    log = wait_finished(server, name)
+    assert log["status"] == ("error" if cancel else "success")
+    return name
+
+
+def api_lines(server: ServerProcess, name: str) -> list[Line]:
+    """The run's details as the API gives them: (id, message), in order."""
+    return [(d["id"], d["message"]) for d in get_json(server, f"/api/job_logs/{name}")["details"]]
+
+
+def api_rows(server: ServerProcess, **query: str | int) -> list[list[str]]:
+    """``GET /api/job_logs?query`` as [name, status] rows."""
+    items = get_json(server, f"/api/job_logs?{urllib.parse.urlencode(query)}")["items"]
+    return [[item["name"], item["status"]] for item in items]
+
+
+@contextmanager
+def run_once_beside(workdir: Path, delay: str = "1.5") -> Iterator[str]:
+    """``python -m service run-once`` in another process on the same database, with a pause of
+    ``delay`` seconds between batches; yields its run's name once it imported a first batch."""
+    database = workdir / "data" / "joblog.sqlite3"
+    once = subprocess.Popen(
+        [sys.executable, "-m", "service", "run-once"],
+        cwd=workdir,
+        env=service_env(DEMO_DELAY_SECONDS=delay),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_detail(database, "Batch 1/4 imported")
+        yield statuses(database)[-1][0]
+        assert once.wait(timeout=30) == 0
+    finally:
+        if once.poll() is None:
+            once.kill()
+        once.wait()
+
+
+# --- the database, written as another process would -----------------------------------------
+
+
+def stamp(moment: datetime) -> str:
+    """A timestamp as stored: UTC text ``YYYY-MM-DD HH:MM:SS.ffffff``."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def add_detail(database: Path, name: str, message: str) -> int:
+    """Append ``message`` to the run ``name``; its detail id."""
+    now = stamp(datetime.now(UTC))
+    with closing(sqlite3.connect(database, timeout=10)) as conn, conn:
+        (log_id,) = conn.execute("SELECT id FROM job_logs WHERE name = ?", (name,)).fetchone()
+        cursor = conn.execute(
+            "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?)",
+            (log_id, message, now, now),
+        )
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+
+def add_run(database: Path, started: datetime, status: int, messages: Sequence[str]) -> str:
+    """A finished run written straight into the database (as the Rails app could); its name."""
+    name = started.strftime("%Y%m%d%H%M%S")
+    ended = started + timedelta(seconds=2 + started.minute % 7)
+    with closing(sqlite3.connect(database, timeout=10)) as conn, conn:
+        cursor = conn.execute(
+            "INSERT INTO job_logs (name, status, created_at, updated_at) VALUES (?, ?, ?, ?)",
+            (name, status, stamp(started), stamp(ended)),
+        )
+        conn.executemany(
+            "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?)",
+            [(cursor.lastrowid, message, stamp(started), stamp(started)) for message in messages],
+        )
+    return name
+
+
+# --- the page -----------------------------------------------------------------------------------
+
+
+def open_overview(page: Page, server: ServerProcess) -> None:
+    """Load the page at the root and wait until its event stream is live."""
+    page.goto(f"{server.url}/")
+    expect(page.locator("#overview-view")).to_be_visible()
+    expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    expect(page.locator("#connection")).to_have_text("live")
+
+
+def table_rows(page: Page) -> list[list[str]]:
+    """The runs table as [name, badge status] rows, top to bottom."""
+    rows: list[list[str]] = page.evaluate(_TABLE_ROWS)
+    return rows
+
+
+def rendered_lines(page: Page) -> list[Line]:
+    """The log lines in the DOM right now (only the visible window of a long log)."""
+    return [(int(i), m) for i, m in page.evaluate(_RENDERED_LINES)]
+
+
+def all_lines(page: Page) -> list[Line]:
+    """Every line of the open run, read by scrolling the viewport through the whole log.
+
+    Each window must be in order without repeats; windows are joined on their detail ids.
+    """
+    windows: list[list[list[Any]]] = page.locator("#run-lines").evaluate(_SCROLLED_LINES)
+    lines: list[Line] = []
+    for window in windows:
+        ids = [int(i) for i, _ in window]
+        assert ids == sorted(set(ids)), f"rendered lines out of order or repeated: {ids}"
+        lines.extend((int(i), m) for i, m in window if not lines or int(i) > lines[-1][0])
+    return lines
+
+
+def open_run_from_table(page: Page, name: str) -> None:
+    """Select the run ``name`` in the runs table (its link if the row has one)."""
+    row = page.locator(f'#runs-table tbody tr[data-name="{name}"]')
+    link = row.locator("a")
+    (link.first if link.count() else row.locator("td").first).click()
+    expect_run_view(page, name)
+
+
+def expect_run_view(page: Page, name: str) -> None:
+    """The run view shows ``name`` (its heading ends with it), the overview is hidden."""
+    expect(page.locator("#run-view")).to_be_visible()
+    expect(page.locator("#overview-view")).to_be_hidden()
+    expect(page.locator("#run-name")).to_have_text(re.compile(rf"(^|\s){re.escape(name)}$"))
+
+
+def expect_ended(page: Page, server: ServerProcess, name: str, status: str) -> list[Line]:
+    """The run view shows ``name`` ended with ``status`` and exactly the API's lines."""
+    word = {"success": "succeeded", "error": "failed"}[status]
+    banner = page.locator("#run-banner")
+    expect(banner).to_be_visible(timeout=20_000)
+    expect(banner).to_contain_text(word)
+    expect(banner).to_have_class(re.compile(rf"\bstatus-{status}\b"))
+    expect(page.locator("#run-status")).to_have_class(re.compile(rf"\bstatus-{status}\b"))
+    expect(page.locator("#run-status")).to_have_text(re.compile(rf"{status}|{word}", re.I))
+    expected = api_lines(server, name)
+    eventually(page, lambda: all_lines(page), expected, what=f"the lines of {name}")
+    assert page.locator("#run-lines li.line time").count() == len(rendered_lines(page))
+    return expected
+
+
+def assert_contiguous(part: list[Line], whole: list[Line]) -> None:
+    """``part`` is empty or a run of consecutive lines of ``whole``."""
+    if not part:
+        return
+    assert part[0] in whole, f"line {part[0]} is not in the run's details"
+    start = whole.index(part[0])
+    assert whole[start : start + len(part)] == part, f"{part} is not a slice of {whole}"
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height of a PNG file, from its header."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+def follow_run_of_another_process(page: Page, server: ServerProcess, name: str) -> None:
+    """Open the run ``name`` (written by another process) from the table; see it go on."""
+    open_overview(page, server)
+    expect(page.locator("#count-processing")).to_have_text("1")
+    open_run_from_table(page, name)
+    expect(page.locator("#run-lines li.line").first).to_be_visible()
+
+
+def set_filter(page: Page, selector: str, value: str) -> None:
+    """Type ``value`` into a filter field and leave it, as a user does."""
+    page.locator(selector).fill(value)
+    page.locator(selector).press("Tab")
+
+
+def record_post(method: str, url: str, status: int, answers: list[int]) -> None:
+    """Append the status of a ``POST .../api/job_logs`` to ``answers``."""
+    if method == "POST" and urllib.parse.urlsplit(url).path == "/api/job_logs":
+        answers.append(status)
+
+
+# --- fixtures -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """One Chromium for the module; each test opens its own context."""
+    with launch_chromium() as chromium:
+        yield chromium
+
+
+# --- tests ----------------------------------------------------------------------------------------
+
+
+def test_the_overview_counts_match_the_stats_and_follow_a_new_run(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with serve(tmp_path) as server, watched_page(browser) as watched:
+        server.wait_ready()
+        run_to_end(server)
+        run_to_end(server, cancel=True)
+        latest = run_to_end(server)
+        page = watched.page
+        open_overview(page, server)
+        stats = get_json(server, "/api/job_logs/stats")
+        assert stats == {"total": 3, "success": 2, "error": 1, "processing": 0, "pending": 0}
+        for key in ("total", "success", "error", "processing", "pending"):
+            expect(page.locator(f"#count-{key}")).to_have_text(str(stats[key]))
+        expect(page.locator("#source")).to_have_text("demo source")
+        expect(page.locator("#run-now")).to_be_enabled()
+        link = page.locator("#latest a")
+        expect(link).to_contain_text(latest)
+        assert (link.get_attribute("href") or "").endswith(f"runs/{latest}")
+        assert re.search(r"status-success|succe", page.locator("#latest").inner_html())
+        eventually(page, lambda: table_rows(page), api_rows(server), what="the runs table")
+        strip = page.locator("#strip rect[data-name]")
+        expect(strip).to_have_count(3)
+        assert {strip.nth(i).get_attribute("data-name") for i in range(3)} == {
+            name for name, _ in api_rows(server)
+        }
+
+        # A run started elsewhere shows up live: running, then counted as a success.
+        started = post(server, "/api/job_logs")["name"]
+        expect(page.locator("#count-processing")).to_have_text("1")
+        expect(page.locator("#count-total")).to_have_text("4")
+        expect(page.locator("#run-now")).to_be_disabled()
+        wait_finished(server, started)
+        stats = get_json(server, "/api/job_logs/stats")
+        for key in ("total", "success", "error", "processing", "pending"):
+            expect(page.locator(f"#count-{key}")).to_have_text(str(stats[key]))
+        expect(page.locator("#latest a")).to_contain_text(started)
+        expect(page.locator("#strip rect[data-name]")).to_have_count(4)
+        expect(page.locator("#run-now")).to_be_enabled()
+        eventually(page, lambda: table_rows(page), api_rows(server), what="the runs table")
+
+
+def test_run_now_shows_the_run_live_and_in_order_until_its_banner(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with serve(tmp_path, DEMO_DELAY_SECONDS="0.5") as server, watched_page(browser) as watched:
+        server.wait_ready()
+        page = watched.page
+        open_overview(page, server)
+        run_now = page.locator("#run-now")
+        expect(run_now).to_be_enabled()
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.url == f"{server.url}/api/job_logs"
+        ) as answer:
+            run_now.click()
+        assert answer.value.status == 202
+        name: str = answer.value.json()["name"]
+        expect(run_now).to_be_disabled()
+        shown = page.wait_for_function(_RUN_SHOWN, arg=name).json_value()
+        if shown == "overview":
+            page.locator("#latest a").click()
+        expect_run_view(page, name)
+        assert page.url == f"{server.url}/runs/{name}"
+
+        # Sample the viewport until the banner appears: every sample is a slice of the log.
+        samples: list[tuple[list[Line], bool]] = []
+        progress: list[tuple[float, float]] = []
+        cancel_seen = False
+        banner = page.locator("#run-banner")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            ended = banner.is_visible()
+            samples.append((rendered_lines(page), ended))
+            progress.append(page.locator("#run-progress").evaluate("(p) => [p.value, p.max]"))
+            if ended:
+                break
+            cancel_seen = cancel_seen or page.locator("#cancel-run").is_visible()
+            page.wait_for_timeout(40)
+        lines = expect_ended(page, server, name, "success")
+        assert lines[-1][1].startswith("Job completed successfully - Total: 1,523 records")
+        for sample, _ in samples:
+            assert_contiguous(sample, lines)
+        live = [sample for sample, ended in samples if not ended and 0 < len(sample) < len(lines)]
+        assert live, "no line was shown before the run had ended"
+        assert cancel_seen, "#cancel-run was never shown while the run was going"
+        ratios = [value / maximum for value, maximum in progress if maximum]
+        assert ratios == sorted(ratios), f"the progress went backwards: {progress}"
+        value, maximum = page.locator("#run-progress").evaluate("(p) => [p.value, p.max]")
+        assert value == maximum, "the progress of a finished run is not full"
+        expect(run_now).to_be_enabled()
+        expect(page.locator("#cancel-run")).to_be_hidden()
+        href = page.locator("#download").evaluate("(a) => a.href")
+        assert href == f"{server.url}/api/job_logs/{name}.txt"
+        assert (page.locator("#download").get_attribute("href") or "").endswith(
+            f"api/job_logs/{name}.txt"
+        )
+
+        # Find searches the whole log through the API.
+        page.locator("#find").fill("imported (")
+        found = get_json(server, f"/api/job_logs/{name}/details?q=imported+(")["items"]
+        assert len(found) == 4
+        results = page.locator("#find-results li[data-id]")
+        expect(results).to_have_count(len(found))
+        assert [int(results.nth(i).get_attribute("data-id") or 0) for i in range(4)] == [
+            d["id"] for d in found
+        ]
+        expect(page.locator("#find-count")).to_contain_text("4")
+
+
+def test_cancel_ends_the_run_with_the_failure_banner(tmp_path: Path, browser: Browser) -> None:
+    with serve(tmp_path, DEMO_DELAY_SECONDS="5") as server, watched_page(browser) as watched:
+        server.wait_ready()
+        page = watched.page
+        open_overview(page, server)
+        name = post(server, "/api/job_logs")["name"]
+        expect(page.locator("#latest a")).to_contain_text(name)
+        page.locator("#latest a").click()
+        expect_run_view(page, name)
+        expect(page.locator("#run-status")).to_have_class(re.compile(r"\bstatus-processing\b"))
+        expect(page.locator("#run-banner")).to_be_hidden()
+        cancel = page.locator("#cancel-run")
+        expect(cancel).to_be_visible()
+        with page.expect_response(lambda r: r.url.endswith(f"/{name}/cancel")) as answer:
+            cancel.click()
+        assert answer.value.status == 202
+        lines = expect_ended(page, server, name, "error")
+        assert lines[-1][1] == "ERROR: Cancelled by request"
+        expect(cancel).to_be_hidden()
+        expect(page.locator("#run-now")).to_be_enabled()
+
+
+def test_filters_and_pages_narrow_the_table_as_the_api_does(
+    tmp_path: Path, browser: Browser
+) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    today = datetime.now(UTC).date()
+    gap = today - timedelta(days=3)  # no run that day, so "To" may be inclusive or exclusive
+    with serve(tmp_path) as server, watched_page(browser) as watched:
+        server.wait_ready()
+        midnight = datetime(today.year, today.month, today.day, tzinfo=UTC)
+        moments = (midnight - timedelta(hours=1 + 2 * k) for k in range(200))
+        for k, started in enumerate(m for m in moments if m.date() != gap):
+            if k == 120:
+                break
+            status = ERROR if k % 3 == 2 else SUCCESS
+            last = "ERROR: Fetch failed - timeout" if status == ERROR else "Job completed"
+            middle = ["Found a needle in the Zebra batch"] if k % 7 == 0 else []
+            add_run(database, started, status, ["Job started - SyncOpenOrdersJob", *middle, last])
+        page = watched.page
+        open_overview(page, server)
+        expect(page.locator("#count-total")).to_have_text("120")
+        expect(page.locator("#strip rect[data-name]")).to_have_count(100)
+        strip = page.locator("#strip").evaluate(
+            "(svg) => [...svg.querySelectorAll('rect[data-name]')].map((r) => r.dataset.name)"
+        )
+        assert set(strip) == {name for name, _ in api_rows(server, per_page=100)}
+
+        eventually(page, lambda: len(table_rows(page)) > 0, True, what="a filled table")
+        per_page = len(table_rows(page))
+        assert per_page < 120, "the table shows every run on one page"
+
+        def expect_table(**query: str | int) -> None:
+            expected = api_rows(server, per_page=per_page, **query)
+            eventually(page, lambda: table_rows(page), expected, what=f"the table for {query}")
+
+        expect_table()
+        expect(page.locator("#prev-page")).to_be_disabled()
+        info = page.locator("#page-info").inner_text()
+        page.locator("#next-page").click()
+        expect_table(page=2)
+        expect(page.locator("#prev-page")).to_be_enabled()
+        expect(page.locator("#page-info")).not_to_have_text(info)
+        page.locator("#prev-page").click()
+        expect_table()
+
+        page.locator("#filter-status").select_option("error")
+        expect_table(status="error")
+        set_filter(page, "#filter-q", "zebra")
+        expect_table(status="error", q="zebra")
+        page.locator("#filter-status").select_option("")
+        expect_table(q="zebra")
+        set_filter(page, "#filter-q", "")
+        expect_table()
+        set_filter(page, "#filter-since", gap.isoformat())
+        expect_table(since=gap.isoformat())
+        set_filter(page, "#filter-since", (gap - timedelta(days=2)).isoformat())
+        set_filter(page, "#filter-until", gap.isoformat())
+        expect_table(since=(gap - timedelta(days=2)).isoformat(), until=gap.isoformat())
+        set_filter(page, "#filter-since", (today + timedelta(days=1)).isoformat())
+        set_filter(page, "#filter-until", "")
+        expect_table(since=(today + timedelta(days=1)).isoformat())
+        expect(page.locator("#runs-empty")).to_be_visible()
+
+
+def test_a_filter_changed_as_a_run_starts_still_shows_its_first_page(
+    tmp_path: Path, browser: Browser
+) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    with serve(tmp_path, DEMO_DELAY_SECONDS="0") as server, watched_page(browser) as watched:
+        server.wait_ready()
+        start = datetime.now(UTC) - timedelta(days=1)
+        for k in range(60):
+            found = ["Found a needle in the Zebra batch"] if k % 10 == 0 else []
+            add_run(database, start + timedelta(minutes=k), SUCCESS, ["Job started", *found])
+        page = watched.page
+        open_overview(page, server)
+        page.locator("#next-page").click()
+        eventually(page, lambda: table_rows(page), api_rows(server, page=2), what="page 2")
+        # The run's job_log event arrives while the filter waits to be applied.
+        set_filter(page, "#filter-q", "zebra")
+        run_to_end(server)
+        expected = api_rows(server, q="zebra")
+        assert len(expected) == 6
+        eventually(page, lambda: table_rows(page), expected, what="the table for q=zebra")
+        expect(page.locator("#prev-page")).to_be_disabled()
+
+
+def test_a_message_with_markup_is_shown_as_text(tmp_path: Path, browser: Browser) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    markup = '<img src=x onerror="window.__xss=1">'
+    with serve(tmp_path, DEMO_DELAY_SECONDS="0") as server, watched_page(browser) as watched:
+        server.wait_ready()
+        name = run_to_end(server)
+        detail = add_detail(database, name, markup)
+        page = watched.page
+        open_overview(page, server)
+        open_run_from_table(page, name)
+        lines = expect_ended(page, server, name, "success")
+        assert lines[-1] == (detail, markup)
+        assert page.locator("#run-lines img").count() == 0
+        expect(page.locator(f'#run-lines li.line[data-id="{detail}"] .message')).to_have_text(
+            markup
+        )
+        page.locator("#find").fill("onerror")
+        expect(page.locator("#find-results li[data-id]")).to_have_count(1)
+        expect(page.locator("#find-results")).to_contain_text(markup)
+        assert page.locator("#find-results img").count() == 0
+        assert page.locator("img").count() == 0
+        assert page.evaluate("() => window.__xss") is None
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_restart_mid_run_resumes_the_lines_without_gap_or_repeat(
+    tmp_path: Path, browser: Browser, signum: int
+) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    with serve(tmp_path) as first, watched_page(browser) as watched:
+        watched.expect_network_errors(r"net::ERR_")
+        first.wait_ready()
+        page = watched.page
+        with run_once_beside(tmp_path) as name:
+            follow_run_of_another_process(page, first, name)
+            assert statuses(database)[-1] == (name, PROCESSING), "the run ended too soon"
+            first.stop(signum)
+            connection = page.locator("#connection")
+            expect(connection).to_have_attribute("data-state", "reconnecting")
+            expect(connection).to_have_text("reconnecting")
+            with serve(tmp_path, PORT=str(first.port)) as second:
+                second.wait_ready()
+                expect(connection).to_have_attribute("data-state", "live")
+                expect(connection).to_have_text("live")
+                lines = expect_ended(page, second, name, "success")
+                assert lines[-1][1].startswith("Job completed successfully")
+                assert len(lines) == 12
+                expect(connection).to_have_attribute("data-state", "live")
+
+
+def test_cancelling_a_run_of_another_process_says_why_not(tmp_path: Path, browser: Browser) -> None:
+    with serve(tmp_path) as server, watched_page(browser) as watched:
+        watched.expect_network_errors(r"status of 409\b")
+        server.wait_ready()
+        page = watched.page
+        with run_once_beside(tmp_path, delay="1") as name:
+            follow_run_of_another_process(page, server, name)
+            cancel = page.locator("#cancel-run")
+            if cancel.is_visible():  # the page may not know who runs it: the service says 409
+                with page.expect_response(lambda r: r.url.endswith(f"/{name}/cancel")) as answer:
+                    cancel.click()
+                assert answer.value.status == 409
+                message = page.locator("#message")
+                expect(message).to_be_visible()
+                expect(message).to_contain_text("another process")
+            expect(page.locator("#run-now")).to_be_disabled()
+        lines = expect_ended(page, server, name, "success")
+        assert len(lines) == 12
+
+
+def test_a_proxy_error_during_a_restart_does_not_freeze_the_run_view(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """Behind nginx, a restart answers 502 to the event stream's reconnect; EventSource gives up
+    on any answer but 200, so the page itself must follow the run again."""
+    database = tmp_path / "data" / "joblog.sqlite3"
+    with serve(tmp_path) as first, watched_page(browser) as watched:
+        watched.expect_network_errors(r"net::ERR_", r"status of 502\b")
+        first.wait_ready()
+        page = watched.page
+        streams: list[str] = []
+
+        def proxy(route: Route) -> None:
+            streams.append(route.request.url)
+            if len(streams) == 2:  # the reconnect while the service restarts
+                route.fulfill(status=502, content_type="text/html", body="<h1>502</h1>")
+            else:
+                route.continue_()
+
+        page.route(re.compile(r"/api/events\?job_log="), proxy)
+        with run_once_beside(tmp_path) as name:
+            follow_run_of_another_process(page, first, name)
+            assert statuses(database)[-1] == (name, PROCESSING), "the run ended too soon"
+            first.stop(signal.SIGTERM)
+            eventually(
+                page, lambda: len(streams) >= 2, True, what="a reconnect of the run's stream"
+            )
+            with serve(tmp_path, PORT=str(first.port)) as second:
+                second.wait_ready()
+                expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+                lines = expect_ended(page, second, name, "success")
+                assert len(lines) == 12
+
+
+def test_a_deep_link_opens_its_run_and_back_and_forward_work(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with serve(tmp_path, DEMO_DELAY_SECONDS="0.1") as server, watched_page(browser) as watched:
+        server.wait_ready()
+        first = run_to_end(server)
+        second = run_to_end(server, cancel=True)
+        page = watched.page
+        watched.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=server.url)
+        page.goto(f"{server.url}/runs/{first}")
+        expect_run_view(page, first)
+        expect_ended(page, server, first, "success")
+        page.locator("#copy-link").click()
+        eventually(
+            page,
+            lambda: page.evaluate("() => navigator.clipboard.readText()"),
+            f"{server.url}/runs/{first}",
+            what="the copied link",
+        )
+
+        page.locator("#back").click()
+        expect(page.locator("#overview-view")).to_be_visible()
+        expect(page.locator("#run-view")).to_be_hidden()
+        assert page.url == f"{server.url}/"
+        page.locator(f'#strip rect[data-name="{second}"]').click()
+        expect_run_view(page, second)
+        assert page.url == f"{server.url}/runs/{second}"
+        expect_ended(page, server, second, "error")
+
+        page.go_back()
+        expect(page.locator("#overview-view")).to_be_visible()
+        expect(page.locator("#run-view")).to_be_hidden()
+        page.go_back()
+        expect_run_view(page, first)
+        assert page.url == f"{server.url}/runs/{first}"
+        expect_ended(page, server, first, "success")
+        page.go_forward()
+        expect(page.locator("#overview-view")).to_be_visible()
+        expect(page.locator("#count-total")).to_have_text("2")
+        page.go_forward()
+        expect_run_view(page, second)
+        expect_ended(page, server, second, "error")
+        page.reload()
+        expect_run_view(page, second)
+        expect_ended(page, server, second, "error")
+
+
+def test_a_long_log_renders_only_the_visible_lines(tmp_path: Path, browser: Browser) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    messages = [f"Line {i:05d} of a long log" for i in range(5000)]
+    with serve(tmp_path) as server, watched_page(browser) as watched:
+        server.wait_ready()
+        name = add_run(database, datetime.now(UTC) - timedelta(hours=1), SUCCESS, messages)
+        lines = api_lines(server, name)
+        page = watched.page
+        open_overview(page, server)
+        open_run_from_table(page, name)
+        expect(page.locator("#run-banner")).to_contain_text("succeeded")
+        viewport = page.locator("#run-lines")
+        viewport.evaluate("(v) => { v.scrollTop = 0; }")
+        eventually(page, lambda: rendered_lines(page)[:1], lines[:1], what="the first line")
+        top = rendered_lines(page)
+        assert 0 < len(top) < 300, f"{len(top)} lines in the DOM for a 5,000-line log"
+        assert_contiguous(top, lines)
+        viewport.evaluate("(v) => { v.scrollTop = v.scrollHeight; }")
+        eventually(page, lambda: rendered_lines(page)[-1:], lines[-1:], what="the last line")
+        bottom = rendered_lines(page)
+        assert 0 < len(bottom) < 300
+        assert_contiguous(bottom, lines)
+        page.locator("#find").fill("line 04321")
+        results = page.locator("#find-results li[data-id]")
+        expect(results).to_have_count(1)
+        assert results.first.get_attribute("data-id") == str(lines[4321][0])
+
+
+def test_scrolling_up_holds_the_view_and_jump_to_latest_follows_again(
+    tmp_path: Path, browser: Browser
+) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    with serve(tmp_path, DEMO_DELAY_SECONDS="3") as server, watched_page(browser) as watched:
+        server.wait_ready()
+        page = watched.page
+        open_overview(page, server)
+        name = post(server, "/api/job_logs")["name"]
+        expect(page.locator("#latest a")).to_contain_text(name)
+        page.locator("#latest a").click()
+        expect_run_view(page, name)
+        viewport = page.locator("#run-lines")
+        jump = page.locator("#jump-latest")
+
+        def last_shown() -> int:
+            shown = rendered_lines(page)
+            return shown[-1][0] if shown else 0
+
+        # Lines written by another writer arrive live; the view follows the tail.
+        added = [add_detail(database, name, f"Extra line {i:03d}") for i in range(80)]
+        eventually(page, last_shown, api_lines(server, name)[-1][0], what="the last line shown")
+        expect(jump).to_be_hidden()
+
+        # Scrolled up, the view stays put while lines arrive, and offers to jump.
+        viewport.evaluate("(v) => { v.scrollTop = 0; }")
+        expect(jump).to_be_visible()
+        height = viewport.evaluate("(v) => v.scrollHeight")
+        newest = add_detail(database, name, "A line while scrolled up")
+        eventually(
+            page, lambda: viewport.evaluate("(v) => v.scrollHeight") > height, True, what="growth"
+        )
+        assert viewport.evaluate("(v) => v.scrollTop") == 0
+        assert rendered_lines(page)[0] == api_lines(server, name)[0]
+        jump.click()
+        eventually(page, last_shown, newest, what="the last line shown after the jump")
+        expect(jump).to_be_hidden()
+        newest = add_detail(database, name, "A line after the jump")
+        eventually(page, last_shown, newest, what="the last line shown, following again")
+
+        post(server, f"/api/job_logs/{name}/cancel")
+        lines = expect_ended(page, server, name, "error")
+        assert len(lines) > 80
+        assert {i for i, _ in lines} >= set(added)
+
+
+def test_run_now_asks_for_the_admin_token_once(tmp_path: Path, browser: Browser) -> None:
+    with serve(tmp_path, ADMIN_TOKEN=TOKEN, DEMO_DELAY_SECONDS="0.1") as server:
+        server.wait_ready()
+        with watched_page(browser) as watched:
+            watched.expect_network_errors(r"status of 401\b")
+            page = watched.page
+            answers: list[int] = []
+            page.on("response", lambda r: record_post(r.request.method, r.url, r.status, answers))
+            open_overview(page, server)
+            dialog = page.locator("#token-dialog")
+            page.locator("#run-now").click()
+            expect(dialog).to_be_visible()
+            page.locator("#token-input").fill(TOKEN)
+            page.locator("#token-save").click()
+            eventually(page, lambda: answers[-1:], [202], what="the answers to Run now")
+            assert set(answers[:-1]) <= {401}, answers
+            expect(dialog).to_be_hidden()
+            wait_finished(server, get_json(server, "/api/job_logs/latest")["name"])
+            expect(page.locator("#run-now")).to_be_enabled()
+
+            # The token is kept for the tab: no second question, not even after a reload.
+            page.reload()
+            expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+            asked = len(answers)
+            page.locator("#run-now").click()
+            eventually(page, lambda: answers[asked:], [202], what="the answer to Run now")
+            expect(dialog).to_be_hidden()
+            wait_finished(server, get_json(server, "/api/job_logs/latest")["name"])
+
+        with watched_page(browser) as watched:
+            watched.expect_network_errors(r"status of 40[13]\b")
+            page = watched.page
+            answers = []
+            page.on("response", lambda r: record_post(r.request.method, r.url, r.status, answers))
+            open_overview(page, server)
+            page.locator("#run-now").click()
+            expect(page.locator("#token-dialog")).to_be_visible()
+            page.locator("#token-input").fill("a-wrong-token-of-enough-length")
+            page.locator("#token-save").click()
+            eventually(page, lambda: answers[-1:], [403], what="the answers to Run now")
+            message = page.locator("#message")
+            expect(message).to_be_visible()
+            expect(message).to_contain_text(re.compile(r"token", re.IGNORECASE))
+            assert get_json(server, "/api/job_logs/stats")["total"] == 2
+        server.stop()
+
+
+def test_screenshots_of_the_overview_and_a_run_light_and_dark(
+    tmp_path: Path, browser: Browser
+) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with serve(tmp_path, SYNC_INTERVAL_SECONDS="3600") as server:
+        server.wait_ready()
+        start = datetime.now(UTC) - timedelta(days=2)
+        for k in range(40):
+            status = ERROR if k in (7, 23, 31) else SUCCESS
+            last = "ERROR: Fetch failed - timeout" if status == ERROR else "Job completed"
+            add_run(database, start + timedelta(hours=k), status, ["Job started", last])
+        run_to_end(server, cancel=True)
+        name = run_to_end(server)
+        backgrounds: dict[str, str] = {}
+        for scheme in ("light", "dark"):
+            with watched_page(browser, color_scheme=scheme) as watched:
+                page = watched.page
+                open_overview(page, server)
+                expect(page.locator("#count-total")).to_have_text("42")
+                expect(page.locator("#runs-table tbody tr[data-name]").first).to_be_visible()
+                page.screenshot(path=SCREENSHOTS / f"overview-{scheme}.png")
+                backgrounds[scheme] = page.evaluate(
+                    "() => getComputedStyle(document.body).backgroundColor"
+                )
+                open_run_from_table(page, name)
+                expect_ended(page, server, name, "success")
+                page.locator("#run-lines").evaluate("(v) => { v.scrollTop = 0; }")
+                page.screenshot(path=SCREENSHOTS / f"run-{scheme}.png")
+        server.stop()
+    for shot in ("overview-light", "overview-dark", "run-light", "run-dark"):
+        assert png_size(SCREENSHOTS / f"{shot}.png") == (1280, 800)
+    assert backgrounds["light"] != backgrounds["dark"], "the page has no dark colours"
