@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest system-packages clean
+.PHONY: run test lint typecheck pytest system-packages bench clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m service
@@ -14,14 +14,21 @@ run: $(VENV)/.runtime
 test: system-packages $(VENV)/.test lint typecheck pytest
 
 lint: $(VENV)/.test
-	$(BIN)/ruff check service tests
-	$(BIN)/ruff format --check service tests
+	$(BIN)/ruff check service tests bench
+	$(BIN)/ruff format --check service tests bench
 
 typecheck: $(VENV)/.test
 	$(BIN)/mypy --strict service
 
 pytest: $(VENV)/.test
 	$(BIN)/pytest
+
+# Benchmarks are measurements, not tests: they run here, never in CI, and write
+# docs/benchmarks.md (the machine, the date, the command, then a table per benchmark).
+bench: system-packages $(VENV)/.test
+	@{ echo "# Benchmarks"; echo; echo "Written by \`make bench\` on $$(uname -srm), $$(nproc) cores."; \
+	  echo; $(BIN)/python bench/page_big_log.py; } > docs/benchmarks.md
+	@cat docs/benchmarks.md
 
 system-packages:
 	@sh tests/system-packages.sh
