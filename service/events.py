@@ -83,18 +83,11 @@ class EventHub:
         self._detail_cursor = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self.events_queued = 0
-        self.dropped = 0
 
     @property
     def subscriber_count(self) -> int:
         """Streams open now."""
         return len(self._subscribers)
-
-    @property
-    def detail_cursor(self) -> int:
-        """The id of the last detail the hub has published."""
-        return self._detail_cursor
 
     async def start(self) -> None:
         """Begin following from what is committed now (the hub starts live)."""
@@ -194,10 +187,8 @@ class EventHub:
                 continue
             try:
                 subscriber.queue.put_nowait(event)
-                self.events_queued += 1
             except asyncio.QueueFull:
                 subscriber.overflowed = True
-                self.dropped += 1
                 logger.info("a subscriber fell %d events behind; cutting it off", self._buffer)
                 self._end(subscriber)
                 if subscriber.on_cut_off is not None:

@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 from service.clock import Clock
 from service.runlock import RunLock
 from service.store import Database, JobLog, close_unfinished, create_job_log, fail_job_log
-from service.store.history import find_job_log
+from service.store.history import load_job_log
 from service.sync import SHUTTING_DOWN, RunControl, SyncJob
 
 logger = logging.getLogger(__name__)
@@ -159,7 +159,7 @@ class Scheduler:
             # nothing is written if the run did end on its own.
             reason = control.reason or SHUTTING_DOWN
             await fail_job_log(self._db, log.id, f"ERROR: {reason}")
-            return await find_job_log(self._db, str(log.id))
+            return await load_job_log(self._db, log.id)
         except asyncio.CancelledError:
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -35,7 +35,7 @@ from service.store import (
     set_status,
 )
 from service.store import open_orders as orders
-from service.store.history import find_job_log
+from service.store.history import load_job_log
 
 logger = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class SyncJob:
             logger.error("could not record the failure of run %s: %s", log.name, exc)
             return log
         if ended is None:  # it had ended already: a cancel that came too late changes nothing
-            return await find_job_log(self._db, str(log.id))
+            return await load_job_log(self._db, log.id)
         logger.warning("sync run %s failed: %s", log.name, reason)
         failed, last = ended
         if self._on_detail is not None:

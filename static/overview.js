@@ -112,7 +112,3 @@ async function runNow(navigate) {
     refresh();
   }
 }
-
-export function isRunning() {
-  return running;
-}

@@ -1004,7 +1004,7 @@ async def test_a_thousand_streams_open_receive_and_close(client: Client) -> None
 @pytest.mark.parametrize(
     ("function", "call", "before"),
     [
-        pytest.param("find_job_log", 2, True, id="as-the-stream-reads-the-log"),
+        pytest.param("load_job_log", 1, True, id="as-the-stream-reads-the-log"),
         pytest.param("details_after", 1, False, id="right-after-the-replay-read"),
     ],
 )

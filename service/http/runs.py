@@ -69,7 +69,7 @@ async def cancel(request: web.Request) -> web.Response:
             status=409,
         )
     await scheduler.cancel(CANCELLED, wait=_CANCEL_WAIT_SECONDS)
-    return reply(payloads.job_log_out(await history.find_job_log(db, str(log.id))), status=202)
+    return reply(payloads.job_log_out(await history.load_job_log(db, log.id)), status=202)
 
 
 async def _running(request: web.Request) -> JobLog | None:

@@ -92,7 +92,7 @@ class _Stream:
         """Announce, replay, then follow live until the end, a shutdown or a cut-off."""
         if followed is not None:
             # Read before the replay: once a log is seen finished, all its lines are committed.
-            followed = await history.find_job_log(db, str(followed.id))
+            followed = await history.load_job_log(db, followed.id)
         later = await self._announce(db, followed, last_id)
         if last_id is not None or followed is not None:
             await self._replay(db, last_id or 0, followed)

@@ -32,12 +32,21 @@ def parse_ref(ref: str) -> tuple[str, str | int]:
 async def find_job_log(db: Database, ref: str) -> JobLog:
     """A log (without details) by name or id reference."""
     column, key = parse_ref(ref)
+    return await _one_log(db, column, key, ref)
+
+
+async def load_job_log(db: Database, job_log_id: int) -> JobLog:
+    """A log (without details) as it is now, by id."""
+    return await _one_log(db, "id", job_log_id, str(job_log_id))
+
+
+async def _one_log(db: Database, column: str, key: str | int, label: str) -> JobLog:
     async with db.snapshot() as conn:
         row = await fetch_one(
             conn, f"SELECT {LOG_COLUMNS} FROM job_logs WHERE {column} = ?", (key,)
         )
     if row is None:
-        raise NotFound(f"job log {ref} does not exist")
+        raise NotFound(f"job log {label} does not exist")
     return job_log_from_row(row)
 
 
