@@ -43,6 +43,6 @@ window.addEventListener("popstate", route);
 connect();
 overview.start(navigate);
 overview.wireStrip(navigate);
-runs.start();
+runs.start(navigate);
 runView.start();
 route();

@@ -11,7 +11,15 @@ let typing = null;
 let changes = null;
 let asked = 0;
 
-export function start() {
+export function start(navigate) {
+  // A whole row opens its run (the name stays a real link for the keyboard and new tabs),
+  // so a click that lands beside the name's text is not lost.
+  $("runs-table").tBodies[0].addEventListener("click", (event) => {
+    const row = event.target.closest("tr[data-name]");
+    if (!row || event.target.closest("a") || event.button !== 0) return;
+    if (String(window.getSelection() ?? "") !== "") return;  // the user is selecting text
+    navigate(`runs/${row.dataset.name}`);
+  });
   const form = $("filters");
   form.addEventListener("submit", (event) => event.preventDefault());
   form.addEventListener("input", () => {

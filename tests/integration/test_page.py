@@ -231,8 +231,10 @@ def all_lines(page: Page) -> list[Line]:
 def open_run_from_table(page: Page, name: str) -> None:
     """Select the run ``name`` in the runs table (its link if the row has one)."""
     row = page.locator(f'#runs-table tbody tr[data-name="{name}"]')
-    link = row.locator("a")
-    (link.first if link.count() else row.locator("td").first).click()
+    expect(row).to_be_visible()
+    # As a person would: once the overview above the table has its figures.
+    expect(page.locator("#latest a")).to_be_visible()
+    row.locator("a").click()
     expect_run_view(page, name)
 
 
@@ -522,6 +524,20 @@ def test_a_filter_changed_as_a_run_starts_still_shows_its_first_page(
         assert len(expected) == 6
         eventually(page, lambda: table_rows(page), expected, what="the table for q=zebra")
         expect(page.locator("#prev-page")).to_be_disabled()
+
+
+def test_a_click_anywhere_on_a_row_opens_its_run(tmp_path: Path, browser: Browser) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    with serve(tmp_path) as server, watched_page(browser) as watched:
+        server.wait_ready()
+        name = add_run(database, datetime.now(UTC) - timedelta(hours=2), SUCCESS, ["Done"])
+        page = watched.page
+        open_overview(page, server)
+        row = page.locator(f'#runs-table tbody tr[data-name="{name}"]')
+        expect(row).to_be_visible()
+        row.locator("td").last.click()
+        expect_run_view(page, name)
+        assert page.url == f"{server.url}/runs/{name}"
 
 
 def test_a_message_with_markup_is_shown_as_text(tmp_path: Path, browser: Browser) -> None:
