@@ -31,3 +31,10 @@ CREATE TABLE IF NOT EXISTS job_log_details (
 
 CREATE INDEX IF NOT EXISTS index_job_log_details_on_job_log_id ON job_log_details(job_log_id);
 CREATE INDEX IF NOT EXISTS index_job_log_details_on_created_at ON job_log_details(created_at);
+
+-- One row, rewritten by every readiness probe: proof that a real write reaches the file.
+-- (Not part of the Rails schema; Rails ignores it.)
+CREATE TABLE IF NOT EXISTS service_heartbeat (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  beat_at DATETIME NOT NULL
+);

@@ -4,6 +4,9 @@ python -m service [serve]        the HTTP server, the page and the scheduler (de
 python -m service run-once [--force]
                                  one sync in the foreground: details on stdout, logs on
                                  stderr; exit 0 success, 1 error, 3 another run holds the lock
+python -m service purge [--older-than DAYS] [--archive-dir DIR] [--dry-run]
+                                 archive (ARCHIVE_DIR) and delete finished logs older than
+                                 DAYS (RETENTION_DAYS); exit 0 done, 1 failed, 3 another purge runs
 """
 
 from __future__ import annotations
@@ -12,17 +15,23 @@ import argparse
 import asyncio
 import logging
 import signal
+import sqlite3
 import sys
+from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 
 from service import logs
 from service.app import create_app
+from service.archive import ArchiveFailed
 from service.clock import utc_now
-from service.components import build_scheduler, open_database, open_target
+from service.components import build_scheduler, open_database, open_notifier, open_target
+from service.http.access_log import AccessLogger
+from service.retention import PurgeLocked, purge
 from service.settings import Settings, SettingsError, load_settings
 from service.sources import SourceError, build_source
-from service.store import JobLogDetail, Status, StoreError
+from service.store import JobLog, JobLogDetail, Status, StoreError
 
 logger = logging.getLogger("service")
 
@@ -31,6 +40,8 @@ EXIT_FAILED = 1
 EXIT_SETTINGS = 2
 EXIT_LOCKED = 3
 STOPPED = "Interrupted - run-once stopped"
+# How long run-once waits, after its run, for a webhook notice to be delivered (all retries).
+NOTIFY_DRAIN_SECONDS = 30.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -45,7 +56,27 @@ def _parser() -> argparse.ArgumentParser:
     once.add_argument(
         "--force", action="store_true", help="replace open_orders even if the shrink guard objects"
     )
+    purging = commands.add_parser(
+        "purge",
+        help="archive and delete old finished logs now",
+        description="python -m service purge [--older-than DAYS] [--archive-dir DIR] [--dry-run]: "
+        "archive and delete the finished logs created more than DAYS days ago.",
+        usage=argparse.SUPPRESS,  # an error is then one line, like an invalid setting
+    )
+    purging.add_argument(
+        "--older-than", type=_days, metavar="DAYS", help="age in days (default RETENTION_DAYS)"
+    )
+    purging.add_argument(
+        "--archive-dir", type=Path, metavar="DIR", help="archive folder (default ARCHIVE_DIR)"
+    )
+    purging.add_argument("--dry-run", action="store_true", help="say what would go; change nothing")
     return parser
+
+
+def _days(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of days >= 1 (got {text!r})")
+    return int(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,12 +88,18 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return EXIT_SETTINGS
     try:
-        if args.command == "run-once":
+        if args.command in ("run-once", "purge"):
             # The details on stdout are the output; stderr only has problems unless LOG_LEVEL.
             explicit = "log_level" in settings.model_fields_set
-            logs.configure(settings.log_level if explicit else "warning", stream=sys.stderr)
+            logs.configure(
+                settings.log_level if explicit else "warning",
+                stream=sys.stderr,
+                fmt=settings.log_format,
+            )
+            if args.command == "purge":
+                return asyncio.run(_purge(settings, args))
             return asyncio.run(_run_once(settings, force=args.force))
-        logs.configure(settings.log_level)
+        logs.configure(settings.log_level, fmt=settings.log_format)
         return _serve(settings)
     except (StoreError, SourceError) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
@@ -78,6 +115,7 @@ def _serve(settings: Settings) -> int:
             shutdown_timeout=settings.shutdown_timeout_seconds,
             print=_announce,
             access_log=logging.getLogger("service.access"),
+            access_log_class=AccessLogger,
         )
     except OSError as exc:
         reason = exc.strerror or str(exc)
@@ -97,10 +135,16 @@ def _announce(banner: str) -> None:
 async def _run_once(settings: Settings, *, force: bool) -> int:
     """One sync, printing each detail as it is appended; SIGTERM/SIGINT end it as error."""
     source = build_source(settings)
-    async with open_database(settings, utc_now) as db, open_target(settings, db) as target:
+    async with (
+        open_database(settings, utc_now) as db,
+        open_target(settings, db) as target,
+        open_notifier(settings, db) as notifier,
+    ):
         scheduler = build_scheduler(
             settings, db=db, target=target, source=source, clock=utc_now, on_detail=_print
         )
+        if notifier is not None:
+            scheduler.on_finished.append(lambda ended, _rows: notifier.run_ended(ended))
         loop = asyncio.get_running_loop()
         stopping: set[asyncio.Task[bool]] = set()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -110,6 +154,8 @@ async def _run_once(settings: Settings, *, force: bool) -> int:
         log = await scheduler.run_once(force=force)
         for task in stopping:
             await task
+        if notifier is not None:
+            await notifier.drain(NOTIFY_DRAIN_SECONDS)
     if log is None:
         print(
             f"another sync run holds the lock {scheduler.lock_path}; nothing was run",
@@ -119,7 +165,36 @@ async def _run_once(settings: Settings, *, force: bool) -> int:
     return EXIT_OK if log.status is Status.success else EXIT_FAILED
 
 
-def _print(detail: JobLogDetail) -> None:
+async def _purge(settings: Settings, args: argparse.Namespace) -> int:
+    """One purge now, told in one sentence on stdout; problems are one line on stderr."""
+    days: int = settings.retention_days if args.older_than is None else args.older_than
+    if days == 0:
+        print("retention is off (RETENTION_DAYS=0); nothing was purged")
+        return EXIT_OK
+    async with open_database(settings, utc_now) as db:
+        try:
+            report = await purge(
+                db,
+                cutoff=utc_now() - timedelta(days=days),
+                archive_dir=args.archive_dir or settings.archive_dir,
+                dry_run=args.dry_run,
+            )
+        except PurgeLocked as exc:
+            print(f"{exc}; nothing was purged", file=sys.stderr)
+            return EXIT_LOCKED
+        except ArchiveFailed as exc:
+            if exc.report is not None and exc.report.logs:
+                print(exc.report.describe())
+            print(exc, file=sys.stderr)
+            return EXIT_FAILED
+        except (sqlite3.Error, OSError) as exc:
+            print(f"purge failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+    print(report.describe())
+    return EXIT_OK
+
+
+def _print(log: JobLog, detail: JobLogDetail) -> None:
     print(detail.message, flush=True)
 
 

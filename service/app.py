@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from aiohttp import web
 
-from service import appkeys
+from service import appkeys, logs
 from service.clock import Clock, utc_now
-from service.components import build_scheduler, open_database, open_target
+from service.components import build_scheduler, open_database, open_notifier, open_target
 from service.events import EventHub
 from service.http import health, job_logs, openapi, pages, runs, sse
 from service.http.errors import json_errors
 from service.http.security import security_headers
+from service.metrics import Metrics
+from service.notify import Notifier
+from service.retention import Retention
 from service.settings import Settings
 from service.sources import build_source
+from service.store import JobLog, history
+from service.store.heartbeat import Heartbeat
 
 
 def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application:
@@ -22,12 +28,21 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     app = web.Application(middlewares=[json_errors])
     app.on_response_prepare.append(security_headers)
     app[appkeys.SETTINGS] = settings
+    app[appkeys.CLOCK] = clock
+    metrics = app[appkeys.METRICS] = Metrics()
 
     async def databases(app: web.Application) -> AsyncIterator[None]:
         async with open_database(settings, clock) as db, open_target(settings, db) as target:
             app[appkeys.DATABASE] = db
             app[appkeys.TARGET] = target
-            yield
+            heartbeat = app[appkeys.HEARTBEAT] = Heartbeat(db)
+            last_success = await history.last_success_at(db)
+            if last_success is not None:
+                metrics.succeeded_at(last_success)
+            try:
+                yield
+            finally:
+                await heartbeat.close()
 
     async def hub(app: web.Application) -> AsyncIterator[None]:
         events = EventHub(
@@ -35,6 +50,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
             poll_seconds=settings.events_poll_seconds,
             buffer=settings.sse_buffer_events,
             max_subscribers=settings.sse_max_clients,
+            metrics=metrics,
         )
         await events.start()
         app[appkeys.HUB] = events
@@ -43,10 +59,30 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         finally:
             await events.close()
 
+    async def housekeeping(app: web.Application) -> AsyncIterator[None]:
+        retention = Retention(
+            app[appkeys.DATABASE],
+            retention_days=settings.retention_days,
+            archive_dir=settings.archive_dir,
+            clock=clock,
+            on_purged=metrics.purged.inc,
+        )
+        await retention.start()
+        try:
+            yield
+        finally:
+            await retention.stop()
+
     async def end_streams(app: web.Application) -> None:
         app[appkeys.HUB].end_streams()
 
     async def scheduler(app: web.Application) -> AsyncIterator[None]:
+        db = app[appkeys.DATABASE]
+        async with open_notifier(settings, db) as notifier, _scheduler(app, notifier):
+            yield
+
+    @asynccontextmanager
+    async def _scheduler(app: web.Application, notifier: Notifier | None) -> AsyncIterator[None]:
         source = build_source(settings)
         app[appkeys.SOURCE] = source
         runner = build_scheduler(
@@ -55,6 +91,18 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
             target=app[appkeys.TARGET],
             source=source,
             clock=clock,
+            on_detail=logs.log_detail,
+        )
+
+        def count_rows(log: JobLog, rows: int) -> None:
+            metrics.last_run_rows.set(rows)
+
+        runner.on_finished.append(count_rows)
+        if notifier is not None:
+            runner.on_finished.append(lambda log, _rows: notifier.run_ended(log))
+        metrics.watch(
+            skipped_ticks=lambda: runner.skipped_ticks,
+            subscribers=lambda: app[appkeys.HUB].subscriber_count,
         )
         app[appkeys.SCHEDULER] = runner
         await runner.start()
@@ -63,10 +111,10 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         finally:
             await runner.stop()
 
-    app.cleanup_ctx.extend([databases, hub, scheduler])
+    app.cleanup_ctx.extend([databases, hub, housekeeping, scheduler])
     app.on_shutdown.append(end_streams)
 
-    app.router.add_get("/healthz", health.healthz)
+    health.add_routes(app)
     job_logs.add_routes(app)
     runs.add_routes(app)
     sse.add_routes(app)

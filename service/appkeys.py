@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.clock import Clock
 from service.events import EventHub
+from service.metrics import Metrics
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import Source
 from service.store import Database
+from service.store.heartbeat import Heartbeat
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)
@@ -17,3 +20,7 @@ TARGET = web.AppKey("target", Database)
 SOURCE = web.AppKey("source", Source)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
 HUB = web.AppKey("hub", EventHub)
+METRICS = web.AppKey("metrics", Metrics)
+# The one source of time (a fake one in tests).
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+HEARTBEAT = web.AppKey("heartbeat", Heartbeat)

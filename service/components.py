@@ -7,12 +7,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 from service.clock import Clock
+from service.notify import Notifier
 from service.runlock import RunLock
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import Source
-from service.store import Database, JobLogDetail
-from service.sync import SyncJob, SyncOptions
+from service.store import Database
+from service.sync import DetailListener, SyncJob, SyncOptions
 
 
 @asynccontextmanager
@@ -49,6 +50,20 @@ async def open_target(settings: Settings, db: Database) -> AsyncIterator[Databas
         await target.close()
 
 
+@asynccontextmanager
+async def open_notifier(settings: Settings, db: Database) -> AsyncIterator[Notifier | None]:
+    """The webhook notifier when NOTIFY_WEBHOOK_URL is set (else None), closed at exit."""
+    if settings.notify_webhook_url is None:
+        yield None
+        return
+    notifier = Notifier(db, settings.notify_webhook_url, settings.public_url)
+    await notifier.start()
+    try:
+        yield notifier
+    finally:
+        await notifier.close()
+
+
 def build_scheduler(
     settings: Settings,
     *,
@@ -56,7 +71,7 @@ def build_scheduler(
     target: Database,
     source: Source,
     clock: Clock,
-    on_detail: Callable[[JobLogDetail], None] | None = None,
+    on_detail: DetailListener | None = None,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Scheduler:
     """The scheduler for these settings, running the sync job from ``source`` into ``target``."""
@@ -74,4 +89,5 @@ def build_scheduler(
         timeout_seconds=settings.sync_timeout_seconds,
         clock=clock,
         sleep=sleep,
+        on_detail=on_detail,
     )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from service.http import payloads
+from service.metrics import Metrics
 from service.store import Database, JobLog, history
 from service.store.models import EventDetail
 
@@ -71,9 +72,16 @@ class EventHub:
     """Follows the database and fans out its changes; start it, then subscribe."""
 
     def __init__(
-        self, db: Database, *, poll_seconds: float, buffer: int, max_subscribers: int
+        self,
+        db: Database,
+        *,
+        poll_seconds: float,
+        buffer: int,
+        max_subscribers: int,
+        metrics: Metrics | None = None,
     ) -> None:
         self._db = db
+        self._metrics = metrics or Metrics()
         self._poll_seconds = poll_seconds
         self._buffer = buffer
         self._max = max_subscribers
@@ -161,6 +169,7 @@ class EventHub:
         for log in changed:
             if log.status.finished:
                 self._publish(Event(log.id, job_log=log))
+                self._metrics.run_ended(log)
         for log in logs:
             self._log_cursor = max(self._log_cursor, log.id)
             if log.status.finished:
@@ -174,6 +183,7 @@ class EventHub:
             self._publish(Event(detail.job_log_id, detail=detail))
         if details:
             self._detail_cursor = details[-1].id
+            self._metrics.details.inc(len(details))
 
     def _is_change(self, log: JobLog) -> bool:
         known = self._open.get(log.id)
@@ -189,6 +199,7 @@ class EventHub:
                 subscriber.queue.put_nowait(event)
             except asyncio.QueueFull:
                 subscriber.overflowed = True
+                self._metrics.dropped.inc()
                 logger.info("a subscriber fell %d events behind; cutting it off", self._buffer)
                 self._end(subscriber)
                 if subscriber.on_cut_off is not None:

@@ -18,7 +18,7 @@ from service.clock import Clock
 from service.runlock import RunLock
 from service.store import Database, JobLog, close_unfinished, create_job_log, fail_job_log
 from service.store.history import load_job_log
-from service.sync import SHUTTING_DOWN, RunControl, SyncJob
+from service.sync import SHUTTING_DOWN, DetailListener, RunControl, SyncJob
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +49,10 @@ class Scheduler:
         timeout_seconds: float,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_detail: DetailListener | None = None,
     ) -> None:
         self._db = db
+        self._on_detail = on_detail
         self._sleep = sleep
         self._job = job
         self._lock = lock
@@ -66,6 +68,8 @@ class Scheduler:
         self.running: JobLog | None = None
         self.next_run_at: datetime | None = None
         self.skipped_ticks = 0
+        # Told of every run this scheduler ends: its final log and the rows it fetched.
+        self.on_finished: list[Callable[[JobLog, int], None]] = []
 
     async def start(self) -> None:
         """Close runs a dead process left open (when no one holds the lock), then start the loop."""
@@ -122,9 +126,10 @@ class Scheduler:
             raise
         self.running = log
         control = RunControl()
-        job = asyncio.create_task(self._job().run(log, force=force, control=control))
+        sync = self._job()
+        job = asyncio.create_task(sync.run(log, force=force, control=control))
         self._control, self._job_task = control, job
-        self._run = asyncio.create_task(self._supervise(log, job, control))
+        self._run = asyncio.create_task(self._supervise(log, sync, job, control))
         return log
 
     async def cancel(self, reason: str, *, wait: float | None = None) -> bool:
@@ -141,6 +146,18 @@ class Scheduler:
         return True
 
     async def _supervise(
+        self, log: JobLog, sync: SyncJob, job: asyncio.Task[JobLog], control: RunControl
+    ) -> JobLog:
+        """The run's end under the timeout, told to ``on_finished``; the lock is released."""
+        ended = await self._await_run(log, job, control)
+        for listener in self.on_finished:
+            try:
+                listener(ended, sync.rows)
+            except Exception:
+                logger.exception("a listener of run %s's end failed", ended.name)
+        return ended
+
+    async def _await_run(
         self, log: JobLog, job: asyncio.Task[JobLog], control: RunControl
     ) -> JobLog:
         """Wait for the run under the timeout; always release the lock and the run slot."""
@@ -158,7 +175,9 @@ class Scheduler:
             # Cancelled before it could record why (even before it started): record it here;
             # nothing is written if the run did end on its own.
             reason = control.reason or SHUTTING_DOWN
-            await fail_job_log(self._db, log.id, f"ERROR: {reason}")
+            ended = await fail_job_log(self._db, log.id, f"ERROR: {reason}")
+            if ended is not None and self._on_detail is not None:
+                self._on_detail(*ended)
             return await load_job_log(self._db, log.id)
         except asyncio.CancelledError:
             job.cancel()

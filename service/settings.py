@@ -19,7 +19,7 @@ _HOSTNAME = re.compile(
 
 _SOURCE_VIEW = re.compile(r"^[A-Za-z_][A-Za-z0-9_@$#]*(\.[A-Za-z_][A-Za-z0-9_@$#]*)?$")
 # Settings whose values never appear in an error message.
-_SECRET = frozenset({"source_odbc", "admin_token"})
+_SECRET = frozenset({"source_odbc", "admin_token", "notify_webhook_url"})
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -122,6 +122,22 @@ class Settings(BaseSettings):
         default=10_000, description="Open event streams allowed at once; one more gets 503."
     )
 
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="Service log lines on stdout: text, or one JSON object each."
+    )
+    retention_days: Annotated[int, Field(ge=0, le=36_500)] = Field(
+        default=90,
+        description="Finished logs older than this many days are purged daily; 0 keeps all.",
+    )
+    archive_dir: Path | None = Field(
+        default=None,
+        description="Folder where purged logs are archived first (job_logs-YYYY-MM.jsonl.gz).",
+    )
+    notify_webhook_url: SecretStr | None = Field(
+        default=None,
+        description="URL POSTed a notice when a run fails, and when one succeeds after failures.",
+    )
+
     @field_validator("admin_token")
     @classmethod
     def _admin_token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
@@ -134,14 +150,22 @@ class Settings(BaseSettings):
     @field_validator("public_url")
     @classmethod
     def _public_url_is_http(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parts = urlsplit(value)
-                parts.port  # noqa: B018 - raises on a bad port
-            except ValueError:
-                raise ValueError("must be an http(s) URL such as https://joblog.example") from None
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError("must be an http(s) URL such as https://joblog.example")
+        if value is not None and not _is_http_url(value):
+            raise ValueError("must be an http(s) URL such as https://joblog.example")
+        return value
+
+    @field_validator("notify_webhook_url")
+    @classmethod
+    def _webhook_is_http(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _is_http_url(value.get_secret_value()):
+            raise ValueError("must be an http(s) URL")
+        return value
+
+    @field_validator("archive_dir")
+    @classmethod
+    def _archive_dir_is_a_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and (str(value).strip() == "" or value.is_file()):
+            raise ValueError("must name a folder, not a file")
         return value
 
     @property
@@ -207,7 +231,7 @@ class Settings(BaseSettings):
                 raise ValueError("must be an IP address or a host name") from None
         return value
 
-    @field_validator("log_level", mode="before")
+    @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _log_level_lower(cls, value: object) -> object:
         return value.strip().lower() if isinstance(value, str) else value
@@ -227,6 +251,16 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The time zone that job-log names are written in."""
         return ZoneInfo(self.timezone)
+
+
+def _is_http_url(text: str) -> bool:
+    """An http or https URL with a host and, if any, a valid port."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 class SettingsError(Exception):

@@ -22,6 +22,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from service.sources.base import Source, SourceError, SourceSession
 from service.store import (
@@ -38,6 +39,9 @@ from service.store import open_orders as orders
 from service.store.history import load_job_log
 
 logger = logging.getLogger(__name__)
+
+# Told of each detail a run appends, with its log (the service log, run-once's stdout).
+DetailListener: TypeAlias = Callable[[JobLog, JobLogDetail], None]
 
 JOB_NAME = "SyncOpenOrdersJob"
 SHUTTING_DOWN = "Interrupted - service shutting down"
@@ -80,7 +84,7 @@ class SyncJob:
         source: Source,
         options: SyncOptions,
         *,
-        on_detail: Callable[[JobLogDetail], None] | None = None,
+        on_detail: DetailListener | None = None,
     ) -> None:
         self._db = db
         self._target = target
@@ -89,10 +93,13 @@ class SyncJob:
         self._on_detail = on_detail
         # What the run is doing, named in its ERROR line: Connection, Fetch, Import, Replace.
         self._stage = "Job"
+        # Rows fetched from the source by the current (or last) run.
+        self.rows = 0
 
     async def run(self, log: JobLog, *, force: bool, control: RunControl) -> JobLog:
         """Take ``log`` from pending to success or error; a cancel ends it as error too."""
         self._stage = "Job"
+        self.rows = 0
         started = time.monotonic()
         try:
             await set_status(self._db, log.id, Status.processing)
@@ -154,6 +161,7 @@ class SyncJob:
             await orders.insert_staging(self._target, width, rows)
             batch += 1
             fetched += len(rows)
+            self.rows = fetched
             await self._say(log, batch_line(batch, planned, len(rows)))
         return fetched
 
@@ -175,7 +183,7 @@ class SyncJob:
     async def _say(self, log: JobLog, message: str) -> JobLogDetail:
         detail = await add_detail(self._db, log.id, message)
         if self._on_detail is not None:
-            self._on_detail(detail)
+            self._on_detail(log, detail)
         return detail
 
     async def _fail(self, log: JobLog, reason: str) -> JobLog:
@@ -190,7 +198,7 @@ class SyncJob:
         logger.warning("sync run %s failed: %s", log.name, reason)
         failed, last = ended
         if self._on_detail is not None:
-            self._on_detail(last)
+            self._on_detail(log, last)
         return failed
 
     async def _drop_staging(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -15,6 +16,7 @@ from service.app import create_app
 from service.components import open_database
 from service.settings import Settings
 from service.store import Database
+from tests.support.api import Client, MakeClient
 from tests.support.clock import FakeClock
 
 
@@ -67,3 +69,13 @@ async def client(
 ) -> TestClient[web.Request, web.Application]:
     """A client talking to the app over a real socket."""
     return await aiohttp_client(app)
+
+
+@pytest.fixture
+def make_client(aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock) -> MakeClient:
+    """A client for an app on the test's clock whose settings differ by ``changes``."""
+
+    async def make(**changes: Any) -> Client:
+        return await aiohttp_client(create_app(settings.model_copy(update=changes), clock=clock))
+
+    return make

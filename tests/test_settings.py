@@ -79,6 +79,12 @@ def test_settings_are_frozen() -> None:
         ("SYNC_ON_START", "maybe", "valid boolean"),
         ("SYNC_TIMEOUT_SECONDS", "0", "greater than 0"),
         ("DEMO_DELAY_SECONDS", "-1", "greater than or equal to 0"),
+        ("LOG_FORMAT", "xml", "'text' or 'json'"),
+        ("RETENTION_DAYS", "-1", "greater than or equal to 0"),
+        ("RETENTION_DAYS", "ninety", "valid integer"),
+        ("ARCHIVE_DIR", "{tmp}/db.sqlite3", "must name a folder"),
+        ("NOTIFY_WEBHOOK_URL", "ftp://hooks.example/T0/s3cr3t", "must be an http(s) URL"),
+        ("NOTIFY_WEBHOOK_URL", "https://hooks.example:99999/s3cr3t", "must be an http(s) URL"),
     ],
 )
 def test_an_invalid_variable_stops_the_service_with_one_line(
@@ -86,6 +92,7 @@ def test_an_invalid_variable_stops_the_service_with_one_line(
 ) -> None:
     env = {variable: value.format(tmp=tmp_path)}
     env.setdefault("DATABASE_PATH", str(tmp_path / "db.sqlite3"))
+    (tmp_path / "db.sqlite3").touch()
     result = run_service(tmp_path, timeout=30, **env)
     assert result.returncode == 2
     assert result.stdout == ""
@@ -94,6 +101,7 @@ def test_an_invalid_variable_stops_the_service_with_one_line(
     assert lines[0].startswith(f"invalid {variable}: ")
     assert says in lines[0]
     assert "Traceback" not in result.stderr
+    assert "s3cr3t" not in result.stderr, "a webhook URL is a secret"
 
 
 def test_a_secret_is_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

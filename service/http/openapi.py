@@ -28,6 +28,7 @@ _OUT: tuple[type[BaseModel], ...] = (
     payloads.StatusOut,
     payloads.ErrorOut,
     payloads.ConflictOut,
+    payloads.ReadyOut,
 )
 # What service.store.history.parse_ref finds: a name (YYYYMMDDhhmmss, then _n for a same-second
 # run) or an id. Anything else is 404, or another route's answer (``stats``, ``x.txt``).
@@ -286,8 +287,11 @@ def _run_paths() -> dict[str, Any]:
     }
 
 
+_NO_STORE = {"Cache-Control": _header("Never stored", {"const": "no-store"})}
+
+
 def _other_paths() -> dict[str, Any]:
-    """The event stream and the liveness probe."""
+    """The event stream, the probes and the metrics."""
     return {
         "/api/events": {
             "get": {
@@ -349,6 +353,28 @@ def _other_paths() -> dict[str, Any]:
                                 }
                             }
                         },
+                    }
+                },
+            }
+        },
+        "/readyz": {
+            "get": {
+                "operationId": "readyz",
+                "summary": "Readiness: a real write reaches the database file; the scheduler runs",
+                "responses": {
+                    "200": _answer("Ready", "ReadyOut", _NO_STORE),
+                    "503": _answer("Not ready; checks say why", "ReadyOut", _NO_STORE),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "operationId": "metrics",
+                "summary": "Prometheus metrics (joblog_*)",
+                "responses": {
+                    "200": {
+                        **_answer("The metrics in the Prometheus text format", headers=_NO_STORE),
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
                     }
                 },
             }

@@ -103,6 +103,27 @@ class StatusOut(_Out):
     last_success_at: str | None
 
 
+class ReadyChecksOut(_Out):
+    """Each readiness check: ``ok`` or why not."""
+
+    database: str
+    scheduler: str
+
+
+class ReadyOut(_Out):
+    """Readiness: can the service write its log and run the sync; how is the sync doing."""
+
+    status: Literal["ready", "unready"]
+    checks: ReadyChecksOut
+    source: SourceOut
+    last_run: JobLogOut | None
+    last_success_at: str | None
+    next_run_at: str | None
+    sync: Literal["ok", "late", "never"] = Field(
+        description="late: the last success is older than 3 intervals; never: no success yet."
+    )
+
+
 class ErrorOut(_Out):
     """What went wrong; ``field`` names the parameter at fault."""
 

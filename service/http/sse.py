@@ -17,6 +17,7 @@ from service import appkeys
 from service.events import Event, Subscriber, TooManySubscribers
 from service.http import payloads
 from service.http.params import EventParams, parse
+from service.metrics import Metrics
 from service.store import Database, JobLog, Status, history
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,12 @@ async def events(request: web.Request) -> web.StreamResponse:
         raise web.HTTPServiceUnavailable(
             reason="too many event streams are open", headers={"Retry-After": "5"}
         ) from None
-    stream = _Stream(request, subscriber, request.app[appkeys.SETTINGS].sse_stall_seconds)
+    stream = _Stream(
+        request,
+        subscriber,
+        request.app[appkeys.SETTINGS].sse_stall_seconds,
+        request.app[appkeys.METRICS],
+    )
     subscriber.on_cut_off = stream.abort
     try:
         await stream.open()
@@ -74,8 +80,11 @@ async def _has_everything(db: Database, followed: JobLog | None, last_id: int | 
 class _Stream:
     """One subscriber's stream: what it has sent, so nothing goes out twice or stale."""
 
-    def __init__(self, request: web.Request, subscriber: Subscriber, stall: float) -> None:
+    def __init__(
+        self, request: web.Request, subscriber: Subscriber, stall: float, metrics: Metrics
+    ) -> None:
         self.request = request
+        self._metrics = metrics
         self.subscriber = subscriber
         self.response = web.StreamResponse(headers=_HEADERS)
         self._stall = stall
@@ -129,7 +138,8 @@ class _Stream:
             if fresh:
                 # One write per page: a long replay is bounded by the network, not by writes.
                 self._last_detail = fresh[-1].id
-                await self._write(b"".join(Event(d.job_log_id, detail=d).frame for d in fresh))
+                frames = b"".join(Event(d.job_log_id, detail=d).frame for d in fresh)
+                await self._write(frames, events=len(fresh))
             if len(page) < REPLAY_PAGE:
                 return
             after = page[-1].id
@@ -163,7 +173,7 @@ class _Stream:
             if event.detail.id <= self._last_detail:
                 return
             self._last_detail = event.detail.id
-            await self._write(event.frame)
+            await self._write(event.frame, events=1)
         elif event.job_log is not None:
             await self._send_log(event.job_log, event.frame)
 
@@ -174,21 +184,25 @@ class _Stream:
         if known is not None and (known == state or known[0] > log.updated_at):
             return
         self._log_state[log.id] = state
-        await self._write(frame or Event(log.id, job_log=log).frame)
+        await self._write(frame or Event(log.id, job_log=log).frame, events=1)
 
     async def _end(self, log: JobLog) -> None:
         data = payloads.job_log_out(log).model_dump_json()
-        await self._write(f"event: end\ndata: {data}\n\n".encode())
+        await self._write(f"event: end\ndata: {data}\n\n".encode(), events=1)
 
-    async def _write(self, data: bytes) -> None:
+    async def _write(self, data: bytes, *, events: int = 0) -> None:
+        """Write ``data`` (holding ``events`` events) unless the client stalls or is gone."""
         try:
             async with asyncio.timeout(self._stall):
                 await self.response.write(data)
         except TimeoutError:
             logger.info("an event stream stalled for %s s; cutting it off", self._stall)
+            self._metrics.dropped.inc()
             raise _Gone from None
         except (ConnectionResetError, ConnectionError):
             raise _Gone from None
+        if events:
+            self._metrics.events_sent.inc(events)
 
     def abort(self) -> None:
         """Drop the connection without waiting on a client that does not read."""

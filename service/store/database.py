@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -46,8 +47,11 @@ class Database:
         reader: aiosqlite.Connection,
         clock: Clock,
         zone: ZoneInfo,
+        file_id: tuple[int, int],
     ) -> None:
         self.path = path
+        # The file the connections hold open (device, inode): a replaced file is another one.
+        self.file_id = file_id
         self.clock = clock
         self.zone = zone
         self._writer = writer
@@ -82,6 +86,7 @@ class Database:
                 await _apply_schema(writer, path)
             reader = await _connect(path, busy_ms)
             await _execute(reader, "PRAGMA query_only=ON")
+            stat = os.stat(path)
         except BaseException as exc:
             for conn in (reader, writer):
                 if conn is not None:
@@ -90,7 +95,8 @@ class Database:
                 raise DatabaseUnavailable(f"cannot open database {path}: {exc}") from exc
             raise
         logger.info("database open at %s", path)
-        return cls(path, writer, reader, clock, zone or ZoneInfo("UTC"))
+        file_id = (stat.st_dev, stat.st_ino)
+        return cls(path, writer, reader, clock, zone or ZoneInfo("UTC"), file_id)
 
     async def close(self) -> None:
         """Close both connections, after any write under way has finished."""

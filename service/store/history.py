@@ -191,3 +191,27 @@ async def changes_since(
 
 def _event_detail(row: sqlite3.Row) -> EventDetail:
     return EventDetail(**detail_from_row(row).model_dump(), job_log_name=row["job_log_name"])
+
+
+async def previous_finished_status(db: Database, job_log_id: int) -> Status | None:
+    """How the last finished run before this one (highest id below it) ended; None if none."""
+    async with db.snapshot() as conn:
+        row = await fetch_one(
+            conn,
+            "SELECT status FROM job_logs WHERE id < ? AND status IN (?, ?) "
+            "ORDER BY id DESC LIMIT 1",
+            (job_log_id, int(Status.error), int(Status.success)),
+        )
+    return Status(row["status"]) if row is not None else None
+
+
+async def last_details(db: Database, job_log_id: int, count: int) -> list[JobLogDetail]:
+    """The last ``count`` details of a log, in the order they were written."""
+    async with db.snapshot() as conn:
+        rows = await fetch_all(
+            conn,
+            "SELECT id, job_log_id, message, created_at, updated_at FROM job_log_details "
+            "WHERE job_log_id = ? ORDER BY id DESC LIMIT ?",
+            (job_log_id, count),
+        )
+    return [detail_from_row(row) for row in reversed(rows)]

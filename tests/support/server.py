@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -39,10 +40,14 @@ def run_service(
 
 
 class ServerProcess:
-    """Starts the server with ``env`` on a free port; stops it on exit if it still runs."""
+    """Starts the server with ``env`` on a free port; stops it on exit if it still runs.
 
-    def __init__(self, workdir: Path, **env: str) -> None:
+    ``prefix`` is a command the server is started under (e.g. one that drops privileges).
+    """
+
+    def __init__(self, workdir: Path, *, prefix: Sequence[str] = (), **env: str) -> None:
         self.workdir = workdir
+        self.prefix = list(prefix)
         self.port = int(env.get("PORT", free_port()))
         self.output = workdir / "server.out"
         self.errors = workdir / "server.err"
@@ -52,7 +57,7 @@ class ServerProcess:
     def __enter__(self) -> ServerProcess:
         with self.output.open("wb") as out, self.errors.open("wb") as err:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service"],
+                [*self.prefix, sys.executable, "-m", "service"],
                 cwd=self.workdir,
                 env=self.env,
                 stdout=out,

@@ -14,7 +14,7 @@ from service.components import build_scheduler, open_database, open_target
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import build_source
-from service.store import Database, JobLogDetail, get_job_log
+from service.store import Database, JobLog, JobLogDetail, get_job_log
 
 
 @dataclass
@@ -57,7 +57,7 @@ async def sync_service(settings: Settings, clock: Clock = utc_now) -> AsyncItera
     seen: list[JobLogDetail] = []
     appended = asyncio.Event()
 
-    def record(detail: JobLogDetail) -> None:
+    def record(log: JobLog, detail: JobLogDetail) -> None:
         seen.append(detail)
         appended.set()
 

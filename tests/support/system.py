@@ -44,3 +44,15 @@ def free_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
         return port
+
+
+def without_root_override() -> list[str]:
+    """A command prefix under which file permissions bind this process as they bind any user.
+
+    Root ignores a file's mode (CAP_DAC_OVERRIDE), so ``chmod a-w`` would not stop its writes;
+    ``setpriv`` (util-linux) drops those capabilities from what it starts. Not root: nothing.
+    """
+    if os.geteuid() != 0:
+        return []
+    caps = "-dac_override,-dac_read_search"
+    return [require_command("setpriv"), f"--bounding-set={caps}", f"--inh-caps={caps}"]

@@ -1,0 +1,279 @@
+"""Retention: finished logs older than RETENTION_DAYS are archived (when ARCHIVE_DIR is set) and
+deleted with their details, daily and on demand (``python -m service purge``).
+
+The purge goes in small batches, each archived first (written, flushed and fsynced) and then
+deleted in its own short transaction; it never touches a pending or processing log. An archive
+error stops it before anything more is deleted. Archives are gzip-compressed JSON Lines, one file
+per month of the logs' ``created_at`` (UTC), one line per log with its details inside; each
+batch appends one gzip member, which ``gzip.open`` and ``zcat`` read as one stream. A crash
+between archiving and deleting a batch archives it again at the next purge, so a reader
+de-duplicates by the log's ``id``, keeping the first line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TypeVar
+
+from service.archive import ArchiveFailed, MonthFiles, archive_path, blocking
+from service.clock import Clock
+from service.http.payloads import detail_out, job_log_out
+from service.runlock import RunLock
+from service.store import Database
+from service.store.history import iter_details
+from service.store.retention import (
+    DetailMark,
+    Purgeable,
+    delete_details_through,
+    delete_logs,
+    purgeable_after,
+    purgeable_by_month,
+)
+
+logger = logging.getLogger(__name__)
+
+DAY_SECONDS = 86_400.0
+# Logs read per batch, and details deleted per transaction: 1,000 take about 2 ms (8 at most).
+BATCH_LOGS = 100
+DETAIL_BUDGET = 1000
+DETAIL_PAGE = 1000
+# A pause after each delete, so a writer in another process (whose busy handler retries with
+# growing sleeps) finds the database free instead of losing every race to the next batch.
+PAUSE_SECONDS = 0.005
+# Archive text gathered in memory before it goes to the files.
+_FLUSH_CHARS = 1 << 20
+
+_T = TypeVar("_T")
+
+
+class PurgeLocked(Exception):
+    """Another purge, in this process or another, holds the purge lock."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"another purge holds the lock {path}")
+        self.path = path
+
+
+@dataclass
+class PurgeReport:
+    """What a purge deleted (or, dry, would delete), and how many logs went to each archive."""
+
+    cutoff: datetime
+    dry_run: bool
+    archive_dir: Path | None
+    logs: int = 0
+    details: int = 0
+    archived: dict[Path, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One sentence for people: ``purged 8,123 logs (73,107 details) created before …``."""
+        verb = "would purge" if self.dry_run else "purged"
+        moment = self.cutoff.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        text = (
+            f"{verb} {_count(self.logs, 'log')} ({_count(self.details, 'detail')}) "
+            f"created before {moment}"
+        )
+        if self.logs == 0:
+            return text
+        if self.archive_dir is None:
+            return f"{text}; not archived (ARCHIVE_DIR is not set)"
+        files = ", ".join(f"{path} ({_count(n, 'log')})" for path, n in self.archived.items())
+        return f"{text}; {'would archive' if self.dry_run else 'archived'} to {files}"
+
+
+def purge_lock(database_path: Path) -> RunLock:
+    """The lock that keeps purges of the database at ``database_path`` one at a time."""
+    return RunLock(database_path.with_name(database_path.name + ".purge-lock"))
+
+
+async def purge(
+    db: Database,
+    *,
+    cutoff: datetime,
+    archive_dir: Path | None,
+    dry_run: bool,
+    on_purged: Callable[[int], None] | None = None,
+) -> PurgeReport:
+    """Archive (when ``archive_dir``) and delete the finished logs created before ``cutoff``.
+
+    ``on_purged`` is called after each deleted batch with its number of logs (the calls add up
+    to the report's total). A dry run counts and changes nothing. Raises PurgeLocked when
+    another purge runs, ArchiveFailed (with the report so far) when an archive cannot be written.
+    """
+    report = PurgeReport(cutoff=cutoff, dry_run=dry_run, archive_dir=archive_dir)
+    if dry_run:
+        for month in await purgeable_by_month(db, cutoff):
+            report.logs += month.logs
+            report.details += month.details
+            if archive_dir is not None:
+                report.archived[archive_path(archive_dir, month.month)] = month.logs
+        return report
+    lock = purge_lock(db.path)
+    if not lock.acquire():
+        raise PurgeLocked(lock.path)
+    try:
+        await _purge_batches(db, report, on_purged)
+    except ArchiveFailed as exc:
+        exc.report = report
+        raise
+    finally:
+        lock.release()
+    logger.info("%s", report.describe())
+    return report
+
+
+async def _purge_batches(
+    db: Database, report: PurgeReport, on_purged: Callable[[int], None] | None
+) -> None:
+    after = 0
+    while batch := await _next_batch(db, report.cutoff, after):
+        after = batch[-1].log.id
+        if report.archive_dir is None:
+            expected = {item.log.id: item.mark for item in batch}
+        else:
+            expected = await _archive(db, report, report.archive_dir, batch)
+        logs, details = await _delete(db, expected)
+        report.logs += logs
+        report.details += details
+        logger.debug("purge batch: %d logs, %d details deleted", logs, details)
+        if logs and on_purged is not None:
+            on_purged(logs)
+        await asyncio.sleep(PAUSE_SECONDS)
+
+
+async def _next_batch(db: Database, cutoff: datetime, after: int) -> list[Purgeable]:
+    """The next logs to purge: up to BATCH_LOGS, and DETAIL_BUDGET details unless one has more."""
+    batch: list[Purgeable] = []
+    details = 0
+    for item in await purgeable_after(db, cutoff, after=after, limit=BATCH_LOGS):
+        if batch and details + item.detail_count > DETAIL_BUDGET:
+            break
+        batch.append(item)
+        details += item.detail_count
+    return batch
+
+
+async def _delete(db: Database, expected: dict[int, DetailMark]) -> tuple[int, int]:
+    """Delete a batch; a log with more details than a transaction takes loses them in chunks
+    first (a purge stopped half-way leaves it with its later details, archived again later)."""
+    remaining = dict(expected)
+    chunked = 0
+    for job_log_id, (count, last) in expected.items():
+        if count <= DETAIL_BUDGET:
+            continue
+        while True:
+            deleted = await delete_details_through(
+                db, job_log_id, through=last, limit=DETAIL_BUDGET
+            )
+            chunked += deleted
+            await asyncio.sleep(PAUSE_SECONDS)
+            if deleted < DETAIL_BUDGET:
+                break
+        remaining[job_log_id] = (0, 0)
+    logs, details = await delete_logs(db, remaining)
+    return logs, details + chunked
+
+
+async def _archive(
+    db: Database, report: PurgeReport, folder: Path, batch: list[Purgeable]
+) -> dict[int, DetailMark]:
+    """Append each log of the batch to its month's file, fsynced; the marks of what was written."""
+    files = MonthFiles()
+    marks: dict[int, DetailMark] = {}
+    try:
+        for item in batch:
+            path = archive_path(folder, item.log.created_at.strftime("%Y-%m"))
+            marks[item.log.id] = await _archive_log(db, files, path, item)
+        await blocking(files.commit)
+    except BaseException:
+        await blocking(files.discard)
+        raise
+    for item in batch:
+        path = archive_path(folder, item.log.created_at.strftime("%Y-%m"))
+        report.archived[path] = report.archived.get(path, 0) + 1
+    return marks
+
+
+async def _archive_log(db: Database, files: MonthFiles, path: Path, item: Purgeable) -> DetailMark:
+    """One JSON line: the log as the API shows it, its details streamed in a page at a time."""
+    head = job_log_out(item.log).model_dump_json()
+    files.add(path, head[:-1] + ',"details":[')
+    count, last = 0, 0
+    async for page in iter_details(db, item.log.id, page=DETAIL_PAGE):
+        lines = ",".join(detail_out(detail).model_dump_json() for detail in page)
+        files.add(path, f",{lines}" if count else lines)
+        count, last = count + len(page), page[-1].id
+        if files.buffered >= _FLUSH_CHARS:
+            await blocking(files.flush)
+    files.add(path, "]}\n")
+    return count, last
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+class Retention:
+    """The daily purge: once at start, then every 24 hours; nothing when retention_days is 0."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        retention_days: int,
+        archive_dir: Path | None,
+        clock: Clock,
+        on_purged: Callable[[int], None] | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._db = db
+        self._days = retention_days
+        self._archive_dir = archive_dir
+        self._clock = clock
+        self._on_purged = on_purged
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start the daily loop (its first purge runs at once)."""
+        if self._days > 0 and self._task is None:
+            self._task = asyncio.create_task(self._daily(), name="retention-purge")
+
+    async def stop(self) -> None:
+        """Stop the loop; a batch being deleted is rolled back, its archive lines may stay."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def run_once(self) -> PurgeReport | None:
+        """One purge at ``clock() - retention_days``; None when skipped or failed (logged)."""
+        if self._days <= 0:
+            return None
+        try:
+            return await purge(
+                self._db,
+                cutoff=self._clock() - timedelta(days=self._days),
+                archive_dir=self._archive_dir,
+                dry_run=False,
+                on_purged=self._on_purged,
+            )
+        except PurgeLocked as exc:
+            logger.info("purge skipped: %s", exc)
+        except ArchiveFailed as exc:
+            logger.error("%s", exc)
+        except Exception:
+            logger.exception("the daily purge failed; it runs again in 24 hours")
+        return None
+
+    async def _daily(self) -> None:
+        while True:
+            await self.run_once()
+            await self._sleep(DAY_SECONDS)

@@ -1,0 +1,28 @@
+"""Driving the real app through its API from an in-process test client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from service import appkeys
+from service.store import get_job_log
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+
+
+async def run_to_end(client: Client) -> dict[str, Any]:
+    """Start a run with ``POST /api/job_logs`` and wait until it has ended; its first answer."""
+    response = await client.post("/api/job_logs")
+    assert response.status == 202, await response.text()
+    log: dict[str, Any] = await response.json()
+    db = client.app[appkeys.DATABASE]
+    while True:
+        if (await get_job_log(db, log["id"])).status.finished:
+            return log
+        await asyncio.sleep(0.02)
