@@ -7,6 +7,7 @@ process's scheduler; gauges that describe live state are read when scraped.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -102,4 +103,9 @@ class _LiveState(Collector):
         )
         yield GaugeMetricFamily(
             "joblog_sse_subscribers", "Event streams open now.", value=self._subscribers()
+        )
+        yield GaugeMetricFamily(
+            "joblog_asyncio_tasks",
+            "Tasks alive in the server's event loop (a leak shows as growth).",
+            value=len(asyncio.all_tasks()),
         )

@@ -36,6 +36,7 @@ NAMES = {
     "joblog_sse_events_sent_total",
     "joblog_sse_subscribers_dropped_total",
     "joblog_purged_logs_total",
+    "joblog_asyncio_tasks",
 }
 
 
