@@ -9,11 +9,12 @@ from contextlib import asynccontextmanager
 from service.clock import Clock
 from service.notify import Notifier
 from service.runlock import RunLock
+from service.runlog import DetailListener
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import Source
 from service.store import Database
-from service.sync import DetailListener, SyncJob, SyncOptions
+from service.sync import SyncJob, SyncOptions
 
 
 @asynccontextmanager

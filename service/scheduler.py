@@ -13,12 +13,15 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from functools import partial
 
 from service.clock import Clock
 from service.runlock import RunLock
+from service.runlog import DetailListener
 from service.store import Database, JobLog, close_unfinished, create_job_log, fail_job_log
 from service.store.history import load_job_log
-from service.sync import SHUTTING_DOWN, DetailListener, RunControl, SyncJob
+from service.store.retry import until_written
+from service.sync import SHUTTING_DOWN, RunControl, SyncJob
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +178,10 @@ class Scheduler:
             # Cancelled before it could record why (even before it started): record it here;
             # nothing is written if the run did end on its own.
             reason = control.reason or SHUTTING_DOWN
-            ended = await fail_job_log(self._db, log.id, f"ERROR: {reason}")
+            ended = await until_written(
+                partial(fail_job_log, self._db, log.id, f"ERROR: {reason}"),
+                what=f"the end of run {log.name}",
+            )
             if ended is not None and self._on_detail is not None:
                 self._on_detail(*ended)
             return await load_job_log(self._db, log.id)

@@ -20,28 +20,20 @@ import logging
 import math
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeAlias
+from functools import partial
+from typing import TypeVar
 
+from service.runlog import DetailListener, RunLog
 from service.sources.base import Source, SourceError, SourceSession
-from service.store import (
-    Database,
-    JobLog,
-    JobLogDetail,
-    Status,
-    StoreError,
-    add_detail,
-    fail_job_log,
-    set_status,
-)
+from service.store import Database, JobLog, StoreError
 from service.store import open_orders as orders
-from service.store.history import load_job_log
+from service.store.retry import until_written
 
 logger = logging.getLogger(__name__)
 
-# Told of each detail a run appends, with its log (the service log, run-once's stdout).
-DetailListener: TypeAlias = Callable[[JobLog, JobLogDetail], None]
+T = TypeVar("T")
 
 JOB_NAME = "SyncOpenOrdersJob"
 SHUTTING_DOWN = "Interrupted - service shutting down"
@@ -101,42 +93,45 @@ class SyncJob:
         self._stage = "Job"
         self.rows = 0
         started = time.monotonic()
+        run = RunLog(self._db, log, self._on_detail)
         try:
-            await set_status(self._db, log.id, Status.processing)
-            await self._say(log, f"Job started - {JOB_NAME}")
-            await orders.drop_staging(self._target)
+            await run.start()
+            await run.say(f"Job started - {JOB_NAME}")
+            await self._write(orders.drop_staging, self._target)
             self._stage = "Connection"
-            await self._say(log, self._source.connecting_message)
+            await run.say(self._source.connecting_message)
             async with self._source.connect() as session:
-                await self._say(log, "Connected successfully")
+                await run.say("Connected successfully")
                 self._stage = "Fetch"
-                await self._say(log, f"Fetching records from {self._source.fetching_from}...")
+                await run.say(f"Fetching records from {self._source.fetching_from}...")
                 expected = await session.count()
                 columns = await session.execute()
                 self._stage = "Import"
-                await orders.create_staging(self._target, columns)
-                fetched = await self._import(log, session, len(columns), expected)
+                await self._write(orders.create_staging, self._target, columns)
+                fetched = await self._import(run, session, len(columns), expected)
             self._stage = "Replace"
-            await self._say(log, f"Fetched {fetched:,} records")
+            await run.say(f"Fetched {fetched:,} records")
             summary = await self._check_and_summarise(fetched, force)
-            await self._say(log, "Replacing open_orders table...")
-            await orders.swap(self._target)
+            await run.say("Replacing open_orders table...")
+            await self._write(orders.swap, self._target)
             seconds = time.monotonic() - started
             total = f"Total: {fetched:,} records in {seconds:.1f} seconds"
-            await self._say(
-                log, f"Job completed successfully - {total}" + (f" ({summary})" if summary else "")
+            # The new set is in: this line and the status wait for the disk, whatever it takes.
+            await run.say(
+                f"Job completed successfully - {total}" + (f" ({summary})" if summary else ""),
+                wait_when_full=True,
             )
-            return await set_status(self._db, log.id, Status.success)
+            return await run.succeed()
         except asyncio.CancelledError:
-            await self._fail(log, control.reason or SHUTTING_DOWN)
+            await self._fail(run, control.reason or SHUTTING_DOWN)
             raise
         except Refused as exc:
-            return await self._fail(log, str(exc))
+            return await self._fail(run, str(exc))
         except (SourceError, StoreError, sqlite3.Error) as exc:
-            return await self._fail(log, f"{self._stage} failed - {exc}")
+            return await self._fail(run, f"{self._stage} failed - {exc}")
         except Exception as exc:
             logger.exception("sync run %s failed unexpectedly", log.name)
-            return await self._fail(log, f"{self._stage} failed - {type(exc).__name__}: {exc}")
+            return await self._fail(run, f"{self._stage} failed - {type(exc).__name__}: {exc}")
         finally:
             await self._drop_staging()
 
@@ -145,11 +140,11 @@ class SyncJob:
         await self._drop_staging()
 
     async def _import(
-        self, log: JobLog, session: SourceSession, width: int, expected: int | None
+        self, run: RunLog, session: SourceSession, width: int, expected: int | None
     ) -> int:
         """Stage the rows batch by batch, saying ``Batch n/N imported`` after each."""
         size = self._options.batch_size
-        await self._say(log, f"Importing records in batches of {size:,}...")
+        await run.say(f"Importing records in batches of {size:,}...")
         planned = math.ceil(expected / size) if expected is not None else None
         fetched = batch = 0
         while True:
@@ -158,11 +153,11 @@ class SyncJob:
             if not rows:
                 break
             self._stage = "Import"
-            await orders.insert_staging(self._target, width, rows)
+            await self._write(orders.insert_staging, self._target, width, rows)
             batch += 1
             fetched += len(rows)
             self.rows = fetched
-            await self._say(log, batch_line(batch, planned, len(rows)))
+            await run.say(batch_line(batch, planned, len(rows)))
         return fetched
 
     async def _check_and_summarise(self, fetched: int, force: bool) -> str | None:
@@ -180,26 +175,16 @@ class SyncJob:
         summary = await orders.change_summary(self._target, self._options.key)
         return str(summary) if summary is not None else None
 
-    async def _say(self, log: JobLog, message: str) -> JobLogDetail:
-        detail = await add_detail(self._db, log.id, message)
-        if self._on_detail is not None:
-            self._on_detail(log, detail)
-        return detail
+    async def _write(self, write: Callable[..., Awaitable[T]], *args: object) -> T:
+        """A write to the target that waits while another process holds the database."""
+        return await until_written(
+            partial(write, *args), what="the import into open_orders", wait_when_full=False
+        )
 
-    async def _fail(self, log: JobLog, reason: str) -> JobLog:
-        """Write ``ERROR: reason`` and end the log as error, even while being cancelled."""
-        try:
-            ended = await asyncio.shield(fail_job_log(self._db, log.id, f"ERROR: {reason}"))
-        except (StoreError, sqlite3.Error) as exc:
-            logger.error("could not record the failure of run %s: %s", log.name, exc)
-            return log
-        if ended is None:  # it had ended already: a cancel that came too late changes nothing
-            return await load_job_log(self._db, log.id)
-        logger.warning("sync run %s failed: %s", log.name, reason)
-        failed, last = ended
-        if self._on_detail is not None:
-            self._on_detail(log, last)
-        return failed
+    async def _fail(self, run: RunLog, reason: str) -> JobLog:
+        """Drop the staging table (room on a full disk), then end the run as error."""
+        await self._drop_staging()
+        return await run.fail(reason)
 
     async def _drop_staging(self) -> None:
         try:

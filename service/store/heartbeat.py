@@ -20,6 +20,10 @@ from urllib.parse import quote
 from .database import Database
 from .timestamps import to_db
 
+# Below this much free space the file system counts as full: a write may still squeeze into
+# SQLite's free pages, but the next run's import will not.
+MIN_FREE_BYTES = 1 << 20
+
 _BEAT = (
     "INSERT INTO service_heartbeat (id, beat_at) VALUES (1, ?) "
     "ON CONFLICT (id) DO UPDATE SET beat_at = excluded.beat_at"
@@ -67,6 +71,13 @@ def _write(path: Path, file_id: tuple[int, int], stamp: str, timeout: float) -> 
         raise Unready(f"the database file {path} cannot be read: {exc.strerror}") from None
     if (stat.st_dev, stat.st_ino) != file_id:
         raise Unready(f"the database file {path} was replaced since the service opened it")
+    try:
+        space = os.statvfs(path.parent)
+    except OSError as exc:
+        raise Unready(f"the folder of {path} cannot be read: {exc.strerror}") from None
+    free = space.f_bavail * space.f_frsize
+    if free < MIN_FREE_BYTES:
+        raise Unready(f"the file system holding {path} is full ({free:,} bytes free)")
     # SQLite hands a new connection a descriptor it kept from an earlier one to the same file
     # (opened read-write before a chmod), so the file's mode is checked by itself too.
     if not os.access(path, os.W_OK):

@@ -1,0 +1,119 @@
+"""Another process holds the database longer than the busy timeout: the run's lines wait and
+keep their order, none is dropped, and its end is written once the lock clears."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
+from pathlib import Path
+
+from service.settings import Settings
+from service.sources.demo import ROWS
+from service.store import Database, JobLogWithDetails, Status, get_job_log
+from tests.support.sync import sync_service, table_rows, tables
+from tests.test_sync_demo import DEMO_DETAILS
+
+_HOLDER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+print("locked", flush=True)
+sys.stdin.readline()
+conn.execute("ROLLBACK")
+print("released", flush=True)
+"""
+
+
+@asynccontextmanager
+async def locked(database: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """Another process holding the database's write lock until the block ends."""
+    holder = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _HOLDER,
+        str(database),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert holder.stdout is not None
+    assert holder.stdin is not None
+    try:
+        assert await holder.stdout.readline() == b"locked\n"
+        yield holder
+    finally:
+        holder.stdin.write(b"go\n")
+        await holder.stdin.drain()
+        await holder.wait()
+
+
+async def ended(db: Database, job_log_id: int) -> JobLogWithDetails:
+    """The log once it has ended."""
+    while True:
+        log = await get_job_log(db, job_log_id)
+        if log.status.finished:
+            return log
+        await asyncio.sleep(0.05)
+
+
+def integrity(database: Path) -> str:
+    with closing(sqlite3.connect(database)) as conn:
+        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+async def test_a_lock_shorter_than_the_run_timeout_delays_the_run_and_loses_nothing(
+    settings: Settings, database_path: Path
+) -> None:
+    settings = settings.model_copy(
+        update={"database_busy_timeout_seconds": 0.2, "demo_delay_seconds": 0.2}
+    )
+    async with sync_service(settings) as service:
+        log = await service.scheduler.trigger()
+        await service.until("Batch 1/4")
+        async with locked(database_path):
+            # Longer than the busy timeout several times over: the run cannot write meanwhile.
+            await asyncio.sleep(2.0)
+            during = [d.message for d in (await get_job_log(service.db, log.id)).details]
+            assert (await get_job_log(service.db, log.id)).status is Status.processing
+        final = await ended(service.db, log.id)
+    messages = [d.message for d in final.details]
+    assert final.status is Status.success, messages
+    assert messages[:-1] == DEMO_DETAILS
+    assert messages[: len(during)] == during
+    assert len(during) < len(messages)
+    assert [d.message for d in service.seen] == messages
+    assert len(table_rows(database_path)) == ROWS
+    assert integrity(database_path) == "ok"
+
+
+async def test_a_lock_that_outlasts_the_run_timeout_ends_it_as_error_once_it_clears(
+    settings: Settings, database_path: Path
+) -> None:
+    settings = settings.model_copy(
+        update={
+            "database_busy_timeout_seconds": 0.2,
+            "demo_delay_seconds": 0.2,
+            "sync_timeout_seconds": 1.5,
+        }
+    )
+    async with sync_service(settings) as service:
+        log = await service.scheduler.trigger()
+        await service.until("Batch 1/4")
+        async with locked(database_path):
+            await asyncio.sleep(3.0)  # the run times out meanwhile; it cannot write its end
+            held = await get_job_log(service.db, log.id)
+            assert held.status is Status.processing
+        run = service.scheduler
+        final = await ended(service.db, log.id)
+        assert run.running is None or run.running.id != log.id
+    messages = [d.message for d in final.details]
+    assert final.status is Status.error
+    assert messages[-1] == "ERROR: Timed out after 1.5 seconds"
+    # Every line the run said before its end is there, once, in order.
+    assert messages[:-1] == DEMO_DETAILS[: len(messages) - 1]
+    assert "Batch 1/4 imported (500 records)" in messages
+    assert [d.message for d in service.seen] == messages
+    assert "open_orders_staging" not in tables(database_path)
+    assert integrity(database_path) == "ok"
