@@ -8,9 +8,11 @@ import errno
 import json
 import os
 import shutil
+import sqlite3
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +71,11 @@ def fill(folder: Path) -> Path:
                 error = exc
     assert error.errno == errno.ENOSPC, error
     return filler
+
+
+def tables(database: Path) -> set[str]:
+    with closing(sqlite3.connect(database)) as conn:
+        return {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
 
 
 def test_a_full_disk_fails_the_run_and_everything_recovers_without_restart(
@@ -132,6 +139,7 @@ def test_a_full_disk_fails_the_run_and_everything_recovers_without_restart(
         assert messages[0] == "Job started - SyncOpenOrdersJob"
         assert sum(m.startswith("Batch 1/") for m in messages) == 1
         wait_for("readiness to return", lambda: call(f"{server.url}/readyz")[0] == 200)
+        assert "open_orders_staging" not in tables(inside / "joblog.sqlite3")
 
         status, third = call(f"{server.url}/api/job_logs", "POST")
         assert status == 202
