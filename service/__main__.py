@@ -42,6 +42,12 @@ EXIT_LOCKED = 3
 STOPPED = "Interrupted - run-once stopped"
 # How long run-once waits, after its run, for a webhook notice to be delivered (all retries).
 NOTIFY_DRAIN_SECONDS = 30.0
+# How long a connection may take to send a complete request head: from its opening, and from
+# the end of each answer on a kept-alive connection. aiohttp has no separate header-read
+# timeout; its keep-alive timer is armed at both moments and closes a connection whose next
+# request head has not fully arrived, so it bounds a slow sender (one header byte a second)
+# and an idle keep-alive alike. A request being answered (an event stream) is never cut.
+REQUEST_HEAD_TIMEOUT_SECONDS = 10.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,6 +119,7 @@ def _serve(settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             shutdown_timeout=settings.shutdown_timeout_seconds,
+            keepalive_timeout=REQUEST_HEAD_TIMEOUT_SECONDS,
             print=_announce,
             access_log=logging.getLogger("service.access"),
             access_log_class=AccessLogger,

@@ -13,6 +13,7 @@ from service.components import build_scheduler, open_database, open_notifier, op
 from service.events import EventHub
 from service.http import health, job_logs, openapi, pages, runs, sse
 from service.http.errors import json_errors
+from service.http.params import strict_query
 from service.http.security import security_headers
 from service.metrics import Metrics
 from service.notify import Notifier
@@ -25,7 +26,8 @@ from service.store.heartbeat import Heartbeat
 
 def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application:
     """Build the application for ``settings``; ``clock`` is the one source of time."""
-    app = web.Application(middlewares=[json_errors])
+    # No endpoint reads a request body (POSTs refuse one): never buffer more than a trifle.
+    app = web.Application(middlewares=[json_errors, strict_query], client_max_size=1024)
     app.on_response_prepare.append(security_headers)
     app[appkeys.SETTINGS] = settings
     app[appkeys.CLOCK] = clock

@@ -8,6 +8,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Literal, TextIO
 
+from aiohttp.http_exceptions import HttpProcessingError
+
 from service.store import JobLog, JobLogDetail
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -55,12 +57,28 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class BadRequestFilter(logging.Filter):
+    """aiohttp logs every malformed request as an ERROR with a traceback; a client sending
+    garbage would flood the log. It becomes one WARNING line saying what was wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite aiohttp's record of a request it could not parse; keep every other."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            reason = (error.message or type(error).__name__).splitlines()[0][:200]
+            record.msg, record.args = "bad request: %s (%s)", (reason, record.getMessage())
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure(
     level: str, stream: TextIO | None = None, fmt: Literal["text", "json"] = "text"
 ) -> None:
     """Send every logger's records at ``level`` and above to ``stream`` (stdout by default)."""
     handler = logging.StreamHandler(stream or sys.stdout)
     handler.setFormatter(JsonFormatter() if fmt == "json" else OneLineFormatter(_FORMAT))
+    handler.addFilter(BadRequestFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

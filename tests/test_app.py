@@ -67,6 +67,18 @@ async def test_static_paths_cannot_escape_the_folder(client: Client) -> None:
         assert "CREATE TABLE" not in await response.text()
 
 
+async def test_a_missing_static_file_is_a_json_404(client: Client) -> None:
+    for path in ("/static/nope.js", "/static/", "/static/app.js/x"):
+        response = await client.get(path)
+        assert response.status == 404, path
+        assert response.content_type == "application/json"
+        assert "error" in await response.json()
+    served = await client.get("/static/app.js")
+    assert served.status == 200
+    assert served.content_type in ("text/javascript", "application/javascript")
+    assert served.headers["Cache-Control"] == "no-cache"
+
+
 async def test_a_run_deep_link_serves_the_page_one_level_down(client: Client) -> None:
     page = await client.get("/runs/20251215143022_1")
     assert page.status == 200

@@ -13,6 +13,7 @@ from pathlib import Path
 from service.settings import Settings
 from service.sources.demo import ROWS
 from service.store import Database, JobLogWithDetails, Status, get_job_log
+from tests.support.api import MakeClient
 from tests.support.sync import sync_service, table_rows, tables
 from tests.test_sync_demo import DEMO_DETAILS
 
@@ -117,3 +118,18 @@ async def test_a_lock_that_outlasts_the_run_timeout_ends_it_as_error_once_it_cle
     assert [d.message for d in service.seen] == messages
     assert "open_orders_staging" not in tables(database_path)
     assert integrity(database_path) == "ok"
+
+
+async def test_a_run_asked_for_while_the_database_is_locked_is_a_503(
+    make_client: MakeClient, database_path: Path
+) -> None:
+    client = await make_client(database_busy_timeout_seconds=0.2)
+    async with locked(database_path):
+        response = await client.post("/api/job_logs")
+        assert response.status == 503
+        assert response.headers["Retry-After"] == "5"
+        body = await response.json()
+        assert "database is locked" in body["error"]
+        reads = await client.get("/api/job_logs")
+        assert reads.status == 200
+    assert (await client.post("/api/job_logs")).status == 202

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
+from service.http.params import InvalidParameter
 from service.store import NotFound
+from service.store.errors import is_busy, is_full
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +28,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         return await handler(request)
     except NotFound as exc:
         return error_body(404, str(exc))
+    except InvalidParameter as exc:
+        return error_body(400, str(exc), field=exc.field)
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         field = ".".join(str(part) for part in first["loc"])
@@ -40,6 +45,18 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         }
         response = error_body(exc.status, exc.reason)
         response.headers.update(headers)
+        if exc.status == 413:  # the body was not read: the connection cannot carry another
+            response.force_close()
+        return response
+    except sqlite3.Error as exc:
+        if not (is_busy(exc) or is_full(exc)):
+            logger.exception("unhandled error in %s %s", request.method, request.path)
+            return error_body(500, "internal error")
+        logger.warning(
+            "%s %s: the database cannot take it now: %s", request.method, request.path, exc
+        )
+        response = error_body(503, f"the job-log database cannot take this now: {exc}")
+        response.headers["Retry-After"] = "5"
         return response
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)

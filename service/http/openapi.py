@@ -133,7 +133,10 @@ def _links(*operations: str) -> dict[str, Any]:
 
 
 _LOG_LINKS = ("getJobLog", "listJobLogDetails", "getJobLogText", "cancelRun")
-_BAD_PARAMETER = _answer("An invalid parameter, named in field", "ErrorOut")
+_BAD_PARAMETER = _answer(
+    "An invalid parameter, named in field (also: not percent-encoded UTF-8, or given twice)",
+    "ErrorOut",
+)
 _NOT_FOUND = _answer("No such job log", "ErrorOut")
 _POST_ERR = {
     "401": _answer(
@@ -142,6 +145,7 @@ _POST_ERR = {
         {"WWW-Authenticate": _header("The scheme to use", {"const": "Bearer"})},
     ),
     "403": _answer("Not allowed: wrong token, not local, wrong Host, or cross-site", "ErrorOut"),
+    "413": _answer("A body was sent: this request takes none", "ErrorOut"),
 }
 
 
@@ -197,7 +201,9 @@ def _history_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listJobLogDetails",
                 "summary": "A page of a job log's details",
-                "description": "An unknown ref is 404 before the parameters are looked at.",
+                "description": "An unknown ref is 404 before the parameters' values are looked "
+                "at (a malformed query string, badly encoded or with a name given twice, is 400 "
+                "first).",
                 "parameters": [_REF, *_query(params.DetailParams)],
                 "responses": {
                     "200": _answer("A page", "DetailPageOut"),

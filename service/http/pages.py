@@ -40,8 +40,22 @@ def _html(text: str) -> web.Response:
     )
 
 
+async def static_file(request: web.Request) -> web.FileResponse:
+    """A file of the page's folder; anything that resolves outside it (``..``, an absolute
+    path, a symlink pointing out) or is not a file is a JSON 404."""
+    root = static_dir().resolve()
+    try:
+        path = (root / request.match_info["path"]).resolve()
+        found = path.is_relative_to(root) and path.is_file()
+    except (OSError, ValueError):  # a NUL, a name too long
+        found = False
+    if not found:
+        raise web.HTTPNotFound(reason="no such file")
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
 def add_routes(app: web.Application) -> None:
     """Serve the page at / and runs/<name>, and its files under /static/."""
     app.router.add_get("/", index)
     app.router.add_get("/runs/{name}", run_page)
-    app.router.add_static("/static/", static_dir(), name="static", follow_symlinks=False)
+    app.router.add_get("/static/{path:.+}", static_file)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from service import appkeys
 from service.http import payloads
+from service.http.errors import error_body
 from service.http.guard import check_may_post
 from service.http.params import RunParams, parse
 from service.http.replies import reply
@@ -13,6 +14,7 @@ from service.scheduler import RunInProgress
 from service.store import JobLog, history
 
 CANCELLED = "Cancelled by request"
+NO_BODY = "this request takes no body"
 # How long a cancel waits for the run to write its last line before answering.
 _CANCEL_WAIT_SECONDS = 4.0
 
@@ -34,14 +36,36 @@ async def status(request: web.Request) -> web.Response:
     )
 
 
+def _refuse_a_body(request: web.Request) -> None:
+    """413 before anything else when a body comes with the POST. It is never read: aiohttp
+    discards what still arrives for its lingering time at most, then closes the connection."""
+    if request.can_read_body:
+        raise web.HTTPRequestEntityTooLarge(0, reason=NO_BODY)
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue``: a POST here takes no body, so it is never asked for; one that
+    announces a body gets its 413 at once instead of a ``100 Continue``."""
+    if not request.can_read_body:
+        return None
+    response = error_body(413, NO_BODY)
+    response.force_close()
+    return response
+
+
 async def run_now(request: web.Request) -> web.Response:
     """Start a run: 202 with its log, or 409 with the run in progress."""
+    _refuse_a_body(request)
     check_may_post(request, request.app[appkeys.SETTINGS])
     params = parse(RunParams, request.query)
     try:
         log = await request.app[appkeys.SCHEDULER].trigger(force=params.force)
     except RunInProgress as busy:
-        running = busy.running or await _running(request)
+        # As it is now, not as it was created (pending).
+        db = request.app[appkeys.DATABASE]
+        running = (
+            await history.load_job_log(db, busy.running.id) if busy.running else None
+        ) or await _running(request)
         return reply(
             payloads.ConflictOut(
                 error="a sync run is already in progress",
@@ -56,6 +80,7 @@ async def run_now(request: web.Request) -> web.Response:
 
 async def cancel(request: web.Request) -> web.Response:
     """End a running run as error (``ERROR: Cancelled by request``): 202, or 409."""
+    _refuse_a_body(request)
     check_may_post(request, request.app[appkeys.SETTINGS])
     db = request.app[appkeys.DATABASE]
     log = await history.find_job_log(db, request.match_info["ref"])
@@ -83,5 +108,5 @@ async def _running(request: web.Request) -> JobLog | None:
 def add_routes(app: web.Application) -> None:
     """Register the run routes."""
     app.router.add_get("/api/status", status)
-    app.router.add_post("/api/job_logs", run_now)
-    app.router.add_post("/api/job_logs/{ref}/cancel", cancel)
+    app.router.add_post("/api/job_logs", run_now, expect_handler=_expect)
+    app.router.add_post("/api/job_logs/{ref}/cancel", cancel, expect_handler=_expect)

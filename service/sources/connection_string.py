@@ -87,16 +87,36 @@ def scrub(message: str, hidden: list[str]) -> str:
 
 _STATE = re.compile(r"^\[(?P<state>[0-9A-Z]{5})\]\s*")
 _VENDOR_PREFIX = re.compile(r"^(?:\[[^\]]*\]\s*)+")
-_DIAGNOSTIC_TAIL = re.compile(r"(?:\s*\((?:-?\d+|SQL\w+)\))+\s*$")
+_DIAGNOSTIC_TAIL = re.compile(r"(?:\s?\((?:-?\d+|SQL\w+)\))+\s?$")
+# Control characters left once whitespace is collapsed, and lone surrogates (which no UTF-8
+# file, log line or SQLite text can hold): each becomes U+FFFD, visibly.
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# A driver message longer than this is cut: it goes into a detail, a log line, a webhook.
+MAX_ERROR_CHARS = 1000
+# Text looked at before cutting: whatever a driver says, describing it stays cheap.
+_MAX_SCAN_CHARS = 4 * MAX_ERROR_CHARS
+
+
+def one_line(text: str) -> str:
+    """``text`` on one line: whitespace runs (CR, LF, tabs, U+2028, ...) become one space;
+    other control characters and lone surrogates become U+FFFD."""
+    return _UNSAFE.sub("\ufffd", " ".join(text.split()))
 
 
 def describe_driver_error(exc: BaseException, hidden: list[str]) -> str:
-    """A driver error as ``[SQLSTATE] message``, vendor tags and call names removed, scrubbed."""
+    """A driver error as ``[SQLSTATE] message``, vendor tags and call names removed: one line
+    of at most MAX_ERROR_CHARS characters (a longer one is cut, saying so), secrets scrubbed."""
+    if isinstance(exc, UnicodeError):
+        return _describe_unicode(exc)
     args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     text = str(args[1]) if len(args) >= 2 else str(exc)
     state = str(args[0]) if len(args) >= 2 else ""
+    # Scrub the raw text first: collapsing or cutting could leave a secret in a shape
+    # (or a half) that no longer matches it.
+    text = scrub(text, hidden)
+    length = len(text)
     parts = []
-    for piece in text.split("; "):
+    for piece in one_line(text[:_MAX_SCAN_CHARS]).split("; "):
         piece = _STATE.sub("", piece.strip())
         piece = _DIAGNOSTIC_TAIL.sub("", _VENDOR_PREFIX.sub("", piece)).strip()
         if piece and piece not in parts:
@@ -104,4 +124,18 @@ def describe_driver_error(exc: BaseException, hidden: list[str]) -> str:
     message = " ".join(parts) or type(exc).__name__
     if re.fullmatch(r"[0-9A-Z]{5}", state):
         message = f"[{state}] {message}"
-    return scrub(" ".join(message.split()), hidden)
+    message = scrub(message, [one_line(secret) for secret in hidden])
+    if len(message) > MAX_ERROR_CHARS or length > _MAX_SCAN_CHARS:
+        marker = f"… [truncated from {length:,} characters]"
+        message = message[: MAX_ERROR_CHARS - len(marker)] + marker
+    return message
+
+
+def _describe_unicode(exc: UnicodeError) -> str:
+    """A text that could not cross the driver, named without quoting it (it may be the
+    connection string itself)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"the driver sent text that is not valid {exc.encoding} ({exc.reason})"
+    if isinstance(exc, UnicodeEncodeError):
+        return f"a text cannot be passed to the driver as {exc.encoding} ({exc.reason})"
+    return type(exc).__name__

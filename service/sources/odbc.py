@@ -100,7 +100,7 @@ class OdbcSource:
                 executor=executor,
                 after_created=self._set_query_timeout,
             )
-        except pyodbc.Error as exc:
+        except (pyodbc.Error, UnicodeError) as exc:
             executor.shutdown()
             raise SourceError(self.describe(exc)) from None
         except BaseException:
@@ -120,6 +120,10 @@ class OdbcSource:
         finally:
             try:
                 async with asyncio.timeout(_CLOSE_SECONDS):
+                    # The query's statement first: left open after a run that stopped
+                    # mid-fetch, it keeps the source busy (the SQLite3 driver keeps the file
+                    # locked against writers) for as long as the connection lingers.
+                    await session.close()
                     await conn.close()
             except (TimeoutError, pyodbc.Error) as exc:
                 logger.warning("closing the ODBC connection failed: %s", self.describe(exc))
@@ -180,7 +184,7 @@ class OdbcSession:
         try:
             self._cursor = await self._new_cursor()
             await self._cursor.execute(self._source._query)
-        except pyodbc.Error as exc:
+        except (pyodbc.Error, UnicodeError) as exc:
             raise SourceError(self._source.describe(exc)) from None
         description = self._cursor.description or ()
         return [Column(str(item[0]), sqlite_type_for(item[1])) for item in description]
@@ -192,9 +196,24 @@ class OdbcSession:
         assert self._cursor is not None, "execute() first"
         try:
             rows: list[Row] = await self._cursor.fetchmany(size)
-        except pyodbc.Error as exc:
+        except (pyodbc.Error, UnicodeError) as exc:
+            # pyodbc decodes text strictly (no way to ask for replacement characters without
+            # guessing each driver's byte encoding): text it cannot decode ends the run.
             raise SourceError(self._source.describe(exc)) from None
         return rows
+
+    async def close(self) -> None:
+        """Close the query's cursor, if it is still open; a failure is only logged (the
+        connection is closed next either way)."""
+        import pyodbc
+
+        cursor, self._cursor = self._cursor, None
+        if cursor is None or cursor.closed:
+            return
+        try:
+            await cursor.close()
+        except pyodbc.Error as exc:
+            logger.info("closing the ODBC cursor failed: %s", self._source.describe(exc))
 
     def interrupt(self) -> asyncio.Future[None] | None:
         """SQLCancel on the statement under way, from a separate daemon thread.

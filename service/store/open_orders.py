@@ -91,10 +91,32 @@ async def create_staging(db: Database, columns: Sequence[Column]) -> None:
 
 
 async def insert_staging(db: Database, width: int, rows: Sequence[Sequence[object]]) -> None:
-    """Append one batch to the staging table, in its own short transaction."""
-    placeholders = ", ".join("?" * width)
-    async with db.transaction() as conn:
-        await conn.executemany(f"INSERT INTO {STAGING} VALUES ({placeholders})", rows)
+    """Append one batch to the staging table, in its own short transaction.
+
+    A value SQLite cannot hold (text with a lone surrogate, an integer beyond 64 bits) does not
+    fail the run: the batch is stored again with each such value replaced visibly.
+    """
+    sql = f"INSERT INTO {STAGING} VALUES ({', '.join('?' * width)})"
+    try:
+        async with db.transaction() as conn:
+            await conn.executemany(sql, rows)
+    except (UnicodeEncodeError, OverflowError):
+        async with db.transaction() as conn:
+            await conn.executemany(sql, [[storable(value) for value in row] for row in rows])
+
+
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_INT64 = range(-(2**63), 2**63)
+
+
+def storable(value: object) -> object:
+    """``value`` as SQLite can store it: a lone surrogate (UTF-8 cannot encode it) becomes
+    U+FFFD, an integer beyond 64 bits its decimal text; anything else is kept as it is."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT64:
+        return str(value)
+    return value
 
 
 async def count_rows(db: Database, table: str = TARGET) -> int:

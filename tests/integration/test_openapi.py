@@ -3,7 +3,8 @@
 A plain check ties the document to the app's routes. Then schemathesis fuzzes a real server,
 seeded with finished runs, against ``/api/openapi.json``: every check (no 5xx; status codes,
 content types, headers and bodies as documented; invalid input rejected, valid input accepted),
-and stateful sequences along the document's links. The event stream is left out: it never ends.
+and stateful sequences along the document's links; its report must show every operation tested,
+every phase passed and every link followed. The event stream is left out: it never ends.
 
 This module is also schemathesis's hooks module (``hooks`` in the generated config), for the one
 rule a schema cannot state: ``until`` must not be earlier than ``since``.
@@ -46,7 +47,7 @@ BUDGET = 30
 RUN_TIMEOUT = 75
 # Routes outside the API: the page (also at its deep links), the document itself, and
 # /static/ (by its type).
-UNDOCUMENTED = ("/", "/runs/{name}", "/api/openapi.json")
+UNDOCUMENTED = ("/", "/runs/{name}", "/static/{path}", "/api/openapi.json")
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
 
@@ -160,6 +161,7 @@ def test_the_server_answers_as_its_document_says(
     assert run.returncode == 0, (
         f"schemathesis found problems (seed {SEED}):\n{run.stdout}{run.stderr}"
     )
+    _assert_everything_was_exercised(run.stdout)
     assert server.process is not None
     assert server.process.poll() is None, f"the server exited: {server.logs()}"
     errors = [line for line in server.logs().splitlines() if " ERROR service" in line]
@@ -167,6 +169,23 @@ def test_the_server_answers_as_its_document_says(
         "the service logged errors (a 5xx schemathesis missed, or a failed run):\n"
         + ("\n".join(errors[:5]))
     )
+
+
+def _assert_everything_was_exercised(report: str) -> None:
+    """A green run proves little if it tested less than it should: every operation but the
+    event stream, every phase, and in the stateful phase every link of the document."""
+    selected = re.search(r"Selected: (\d+)/(\d+)", report)
+    tested = re.search(r"Tested: (\d+)", report)
+    links = re.search(r"API Links:\s+(\d+) covered / (\d+) selected / (\d+) total", report)
+    assert selected, report
+    assert tested, report
+    assert links, report
+    operations = len(list(_operations(document())))
+    assert int(selected.group(2)) == operations
+    assert int(tested.group(1)) == int(selected.group(1)) == operations - 1  # not the stream
+    assert int(links.group(1)) == int(links.group(3)) > 0, "stateful: every link followed"
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert re.search(rf"✅ {phase}\b", report), f"the {phase} phase did not pass"
 
 
 def _operations(doc: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
@@ -183,7 +202,7 @@ def _registered(app: web.Application) -> set[tuple[str, str]]:
     routes = set()
     for route in app.router.routes():
         path = route.resource.canonical if route.resource is not None else ""
-        if isinstance(route.resource, web.StaticResource) or path in UNDOCUMENTED:
+        if path in UNDOCUMENTED:
             continue
         routes.add(("GET" if route.method == "HEAD" else route.method, path))
     return routes
