@@ -159,13 +159,13 @@ class EventHub:
         if len(details) == POLL_BATCH:
             # A backlog: publish details only; log changes wait until it is read, so a log's
             # last detail always goes out before the change that announces its end.
-            self._publish_details(details)
+            await self._publish_details(details)
             return True
         changed = [log for log in logs if self._is_change(log)]
         for log in changed:
             if not log.status.finished:
                 self._publish(Event(log.id, job_log=log))
-        self._publish_details(details)
+        await self._publish_details(details)
         for log in changed:
             if log.status.finished:
                 self._publish(Event(log.id, job_log=log))
@@ -178,9 +178,16 @@ class EventHub:
                 self._open[log.id] = log
         return False
 
-    def _publish_details(self, details: list[EventDetail]) -> None:
-        for detail in details:
-            self._publish(Event(detail.job_log_id, detail=detail))
+    async def _publish_details(self, details: list[EventDetail]) -> None:
+        """Publish in slices of half a subscriber's buffer, letting every stream write what it
+        holds in between: a burst (another process's transaction) overflows only a reader
+        that is stuck, never one that keeps up."""
+        step = max(1, self._buffer // 2)
+        for start in range(0, len(details), step):
+            if start:
+                await asyncio.sleep(0)
+            for detail in details[start : start + step]:
+                self._publish(Event(detail.job_log_id, detail=detail))
         if details:
             self._detail_cursor = details[-1].id
             self._metrics.details.inc(len(details))

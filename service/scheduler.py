@@ -65,6 +65,8 @@ class Scheduler:
         self._clock = clock
         self._stale_closed = False
         self._run: asyncio.Task[JobLog] | None = None
+        # While a run's log is being created: what the requests meanwhile are told is running.
+        self._starting: asyncio.Future[JobLog | None] | None = None
         self._control: RunControl | None = None
         self._job_task: asyncio.Task[JobLog] | None = None
         self._loop: asyncio.Task[None] | None = None
@@ -119,14 +121,21 @@ class Scheduler:
 
     async def trigger(self, *, force: bool = False) -> JobLog:
         """Start a run in the background and return its new (pending) log at once."""
+        if self._starting is not None:  # another request is creating the run's log right now
+            raise RunInProgress(await asyncio.shield(self._starting))
         if self._run is not None or not self._lock.acquire():
             raise RunInProgress(self.running)
+        starting = self._starting = asyncio.get_running_loop().create_future()
         try:
             await self._close_stale()
             log = await create_job_log(self._db)
         except BaseException:
             self._lock.release()
+            starting.set_result(None)
             raise
+        finally:
+            self._starting = None
+        starting.set_result(log)
         self.running = log
         control = RunControl()
         sync = self._job()

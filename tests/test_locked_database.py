@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, closing
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, closing
 from pathlib import Path
 
 from service.settings import Settings
@@ -18,19 +18,24 @@ from tests.support.sync import sync_service, table_rows, tables
 from tests.test_sync_demo import DEMO_DETAILS
 
 _HOLDER = """
-import sqlite3, sys, time
+import sqlite3, sys
 conn = sqlite3.connect(sys.argv[1], isolation_level=None)
-conn.execute("BEGIN IMMEDIATE")
-print("locked", flush=True)
-sys.stdin.readline()
-conn.execute("ROLLBACK")
-print("released", flush=True)
+print("ready", flush=True)
+while sys.stdin.readline().strip() == "lock":
+    conn.execute("BEGIN IMMEDIATE")
+    print("locked", flush=True)
+    sys.stdin.readline()
+    conn.execute("ROLLBACK")
+    print("released", flush=True)
 """
 
 
 @asynccontextmanager
-async def locked(database: Path) -> AsyncIterator[asyncio.subprocess.Process]:
-    """Another process holding the database's write lock until the block ends."""
+async def lock_holder(
+    database: Path,
+) -> AsyncIterator[Callable[[], AbstractAsyncContextManager[None]]]:
+    """Another process, started ahead, that takes the database's write lock at once when asked
+    (``async with hold():``) and keeps it until the block ends."""
     holder = await asyncio.create_subprocess_exec(
         sys.executable,
         "-c",
@@ -39,14 +44,28 @@ async def locked(database: Path) -> AsyncIterator[asyncio.subprocess.Process]:
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
     )
-    assert holder.stdout is not None
-    assert holder.stdin is not None
+    stdin, stdout = holder.stdin, holder.stdout
+    assert stdin is not None
+    assert stdout is not None
+    assert await stdout.readline() == b"ready\n"
+
+    @asynccontextmanager
+    async def hold() -> AsyncIterator[None]:
+        stdin.write(b"lock\n")
+        await stdin.drain()
+        assert await stdout.readline() == b"locked\n"
+        try:
+            yield
+        finally:
+            stdin.write(b"release\n")
+            await stdin.drain()
+            assert await stdout.readline() == b"released\n"
+
     try:
-        assert await holder.stdout.readline() == b"locked\n"
-        yield holder
+        yield hold
     finally:
-        holder.stdin.write(b"go\n")
-        await holder.stdin.drain()
+        stdin.write(b"quit\n")
+        stdin.close()
         await holder.wait()
 
 
@@ -70,10 +89,10 @@ async def test_a_lock_shorter_than_the_run_timeout_delays_the_run_and_loses_noth
     settings = settings.model_copy(
         update={"database_busy_timeout_seconds": 0.2, "demo_delay_seconds": 0.2}
     )
-    async with sync_service(settings) as service:
+    async with sync_service(settings) as service, lock_holder(database_path) as hold:
         log = await service.scheduler.trigger()
         await service.until("Batch 1/4")
-        async with locked(database_path):
+        async with hold():
             # Longer than the busy timeout several times over: the run cannot write meanwhile.
             await asyncio.sleep(2.0)
             during = [d.message for d in (await get_job_log(service.db, log.id)).details]
@@ -99,10 +118,10 @@ async def test_a_lock_that_outlasts_the_run_timeout_ends_it_as_error_once_it_cle
             "sync_timeout_seconds": 1.5,
         }
     )
-    async with sync_service(settings) as service:
+    async with sync_service(settings) as service, lock_holder(database_path) as hold:
         log = await service.scheduler.trigger()
         await service.until("Batch 1/4")
-        async with locked(database_path):
+        async with hold():
             await asyncio.sleep(3.0)  # the run times out meanwhile; it cannot write its end
             held = await get_job_log(service.db, log.id)
             assert held.status is Status.processing
@@ -124,7 +143,7 @@ async def test_a_run_asked_for_while_the_database_is_locked_is_a_503(
     make_client: MakeClient, database_path: Path
 ) -> None:
     client = await make_client(database_busy_timeout_seconds=0.2)
-    async with locked(database_path):
+    async with lock_holder(database_path) as hold, hold():
         response = await client.post("/api/job_logs")
         assert response.status == 503
         assert response.headers["Retry-After"] == "5"

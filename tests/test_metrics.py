@@ -19,6 +19,7 @@ from service.store import Status, get_job_log
 from service.store.timestamps import to_db
 from tests.support.api import Client, MakeClient, run_to_end
 from tests.support.clock import FakeClock
+from tests.test_events import raw_stream
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 SECRET = "hunter2-not-for-anyone"
@@ -133,7 +134,7 @@ async def test_a_tick_that_finds_a_run_going_is_counted(make_client: MakeClient)
 async def test_streams_are_counted_and_a_subscriber_cut_off_is_dropped(
     make_client: MakeClient, database_path: Path, clock: FakeClock
 ) -> None:
-    client = await make_client(sse_buffer_events=10)
+    client = await make_client(sse_buffer_events=1000, sse_stall_seconds=0.5)
     reader = await client.get("/api/events")
     await eventually(client, "joblog_sse_subscribers", 1)
     job_log_id = (await run_to_end(client))["id"]
@@ -147,17 +148,21 @@ async def test_streams_are_counted_and_a_subscriber_cut_off_is_dropped(
         samples = await scrape(client)
     assert value(samples, "joblog_sse_events_sent_total") >= len(log.details)
     assert value(samples, "joblog_sse_subscribers_dropped_total") == 0
-    # 50 lines committed at once by another writer overflow a 10-event buffer: cut off.
-    stamp = to_db(clock())
-    with closing(sqlite3.connect(database_path)) as conn, conn:
-        conn.executemany(
-            "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
-            "VALUES (?, ?, ?, ?)",
-            [(job_log_id, f"line {i}", stamp, stamp) for i in range(50)],
-        )
-    await eventually(client, "joblog_sse_subscribers_dropped_total", 1)
-    await eventually(client, "joblog_sse_subscribers", 0)
     reader.close()
+    await eventually(client, "joblog_sse_subscribers", 0)
+    # A client that stops reading: once its window is full, nothing more is taken: cut off.
+    assert client.server.port is not None
+    async with raw_stream(client.server.port):
+        await eventually(client, "joblog_sse_subscribers", 1)
+        stamp = to_db(clock())
+        with closing(sqlite3.connect(database_path)) as conn, conn:
+            conn.executemany(
+                "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(job_log_id, f"{i:04d} " + "x" * 4000, stamp, stamp) for i in range(100)],
+            )
+        await eventually(client, "joblog_sse_subscribers_dropped_total", 1)
+        await eventually(client, "joblog_sse_subscribers", 0)
 
 
 async def test_the_daily_purge_counts_what_it_deleted(

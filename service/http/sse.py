@@ -8,7 +8,11 @@ from the database, then drops live details it already sent — no gap, no duplic
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import sys
+import termios
+import time
 from datetime import datetime
 
 from aiohttp import web
@@ -77,6 +81,46 @@ async def _has_everything(db: Database, followed: JobLog | None, last_id: int | 
     return last_id >= await history.last_detail_id(db, followed.id)
 
 
+class _Progress:
+    """Whether the client is taking what is sent: bytes written, less those still waiting in
+    this process's buffer or unacknowledged in the kernel's send queue.
+
+    A client that stops reading (or is suspended, like ``curl`` after ^Z) first lets its
+    kernel fill its receive window; from then on nothing more is acknowledged and its data
+    waits here. A stream whose data has waited without any progress for the stall limit is
+    cut off — long before the writes themselves would block behind megabytes of buffers.
+    """
+
+    def __init__(self, transport: asyncio.BaseTransport | None) -> None:
+        self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
+        sock = transport.get_extra_info("socket") if transport is not None else None
+        self._fd: int | None = sock.fileno() if sock is not None else None
+        self.written = 0
+        self._taken = 0
+        self._since = time.monotonic()
+
+    def waiting(self) -> int:
+        """Bytes written but not yet acknowledged by the client's kernel."""
+        waiting = self._transport.get_write_buffer_size() if self._transport is not None else 0
+        if self._fd is not None:
+            try:
+                queued = fcntl.ioctl(self._fd, termios.TIOCOUTQ, b"\0\0\0\0")
+                waiting += int.from_bytes(queued, sys.byteorder, signed=True)
+            except OSError:  # closed under us, or not a TCP socket
+                self._fd = None
+        return waiting
+
+    def stalled_for(self) -> float:
+        """Seconds the client has had data waiting without taking any of it."""
+        waiting = self.waiting()
+        taken = self.written - waiting
+        now = time.monotonic()
+        if waiting <= 0 or taken > self._taken:
+            self._taken, self._since = taken, now
+            return 0.0
+        return now - self._since
+
+
 class _Stream:
     """One subscriber's stream: what it has sent, so nothing goes out twice or stale."""
 
@@ -88,6 +132,10 @@ class _Stream:
         self.subscriber = subscriber
         self.response = web.StreamResponse(headers=_HEADERS)
         self._stall = stall
+        self._progress = _Progress(request.transport)
+        # How often to look whether the client still takes what it is sent.
+        self._check_every = max(stall / 4, 0.05)
+        self._next_check = 0.0
         self._last_detail = 0
         self._log_state: dict[int, tuple[datetime, Status]] = {}
 
@@ -146,6 +194,8 @@ class _Stream:
 
     async def _follow(self, followed: JobLog | None, ping: float) -> None:
         queue = self.subscriber.queue
+        check = min(ping, self._check_every)
+        next_ping = time.monotonic() + ping
         while True:
             # Cut off with a full queue, the end marker may not fit: stop once it is drained.
             if self.subscriber.closed and queue.empty():
@@ -153,16 +203,20 @@ class _Stream:
                     raise _Gone
                 return
             try:
-                async with asyncio.timeout(ping):
+                async with asyncio.timeout(check):
                     event = await queue.get()
             except TimeoutError:
-                await self._write(b": ping\n\n")
+                self._check_progress()
+                if time.monotonic() >= next_ping:
+                    next_ping = time.monotonic() + ping
+                    await self._write(b": ping\n\n")
                 continue
             if event is None:
                 if self.subscriber.overflowed:
                     raise _Gone
                 return
             await self._send(event)
+            self._check_progress()
             log = event.job_log
             if followed is not None and log is not None and log.status.finished:
                 await self._end(log)
@@ -190,8 +244,19 @@ class _Stream:
         data = payloads.job_log_out(log).model_dump_json()
         await self._write(f"event: end\ndata: {data}\n\n".encode(), events=1)
 
+    def _check_progress(self) -> None:
+        now = time.monotonic()
+        if now < self._next_check:
+            return
+        self._next_check = now + self._check_every
+        if self._progress.stalled_for() >= self._stall:
+            logger.info("an event stream took nothing for %s s; cutting it off", self._stall)
+            self._metrics.dropped.inc()
+            raise _Gone
+
     async def _write(self, data: bytes, *, events: int = 0) -> None:
         """Write ``data`` (holding ``events`` events) unless the client stalls or is gone."""
+        self._progress.written += len(data)
         try:
             async with asyncio.timeout(self._stall):
                 await self.response.write(data)

@@ -125,7 +125,12 @@ class OdbcSource:
                     # locked against writers) for as long as the connection lingers.
                     await session.close()
                     await conn.close()
-            except (TimeoutError, pyodbc.Error) as exc:
+            except TimeoutError:
+                logger.warning(
+                    "closing the ODBC connection timed out; it closes once the driver returns"
+                )
+                _close_in_background(conn, executor)
+            except pyodbc.Error as exc:
                 logger.warning("closing the ODBC connection failed: %s", self.describe(exc))
             executor.shutdown()
 
@@ -142,6 +147,27 @@ class OdbcSource:
                 self._query_timeout,
                 self.describe(exc),
             )
+
+
+def _close_in_background(conn: aioodbc.Connection, executor: DaemonThreadExecutor) -> None:
+    """Leave the connection to the session's own thread, queued behind the call that blocks it.
+
+    aioodbc closes a connection it still holds when it is garbage-collected, on whatever
+    thread that happens — the event loop's — and the close would wait for the blocked call,
+    freezing the whole service. So it is taken from aioodbc and closed on the session's thread.
+    """
+    raw = conn._conn
+    if raw is None:
+        return
+    conn._conn = None
+    executor.submit(_close_quietly, raw)
+
+
+def _close_quietly(raw: Any) -> None:
+    try:
+        raw.close()
+    except Exception as exc:  # the server is gone; nothing more to do
+        logger.debug("closing an abandoned ODBC connection: %s", exc)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
