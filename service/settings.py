@@ -116,7 +116,7 @@ class Settings(BaseSettings):
         default=1000, description="Events a subscriber may fall behind before it is cut off."
     )
     sse_stall_seconds: Annotated[float, Field(gt=0, le=600)] = Field(
-        default=10, description="A write to a subscriber that stalls this long cuts it off."
+        default=10, description="A subscriber that takes nothing sent to it this long is cut off."
     )
     sse_max_clients: Annotated[int, Field(ge=1, le=100_000)] = Field(
         default=10_000, description="Open event streams allowed at once; one more gets 503."
