@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest system-packages bench clean
+.PHONY: run test lint typecheck pytest system-packages bench bench-quick clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m service
@@ -23,12 +23,14 @@ typecheck: $(VENV)/.test
 pytest: $(VENV)/.test
 	$(BIN)/pytest
 
-# Benchmarks are measurements, not tests: they run here, never in CI, and write
-# docs/benchmarks.md (the machine, the date, the command, then a table per benchmark).
-bench: system-packages $(VENV)/.test
-	@{ echo "# Benchmarks"; echo; echo "Written by \`make bench\` on $$(uname -srm), $$(nproc) cores."; \
-	  echo; $(BIN)/python bench/page_big_log.py; } > docs/benchmarks.md
-	@cat docs/benchmarks.md
+# Benchmarks are measurements, not tests: they run here, never in CI. `make bench` writes
+# docs/benchmarks.md (the machine, the date, the command, then a table per benchmark);
+# `make bench-quick` runs a small version of each, in under 3 minutes.
+bench: system-packages $(VENV)/.bench
+	$(BIN)/python -m bench.run_all
+
+bench-quick: system-packages $(VENV)/.bench
+	$(BIN)/python -m bench.run_all --quick
 
 system-packages:
 	@sh tests/system-packages.sh
@@ -51,6 +53,10 @@ $(VENV)/.runtime: pyproject.toml | $(BIN)/python
 $(VENV)/.test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[test]'
 	@touch $@ $(VENV)/.runtime
+
+$(VENV)/.bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[test,bench]'
+	@touch $@ $(VENV)/.test $(VENV)/.runtime
 
 clean:
 	rm -rf $(VENV) build dist .mypy_cache .ruff_cache .pytest_cache
