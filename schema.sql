@@ -1,6 +1,10 @@
 -- The job-log schema: the seed's SQLite schema, table for table and index for index, plus the
--- composite index the seed lists as its first optimisation. Applied at every start; every
--- statement is idempotent, so a database created by the Rails migrations is accepted as it is.
+-- composite index the seed lists as its first optimisation, the per-status counts and the
+-- trigram index of detail messages (both kept by triggers, so every writer — this service,
+-- `run-once`, the Rails app, the purge — keeps them right). Applied at every start; every
+-- statement is idempotent, so a database created by the Rails migrations is adopted: the
+-- tables and indexes it has are left as they are, and database.py fills the counts and the
+-- trigram index once, in the same transaction that creates them.
 --
 -- Conventions shared with the Rails app:
 --   status      integer enum: pending=0, processing=1, error=2, success=3
@@ -31,6 +35,65 @@ CREATE TABLE IF NOT EXISTS job_log_details (
 
 CREATE INDEX IF NOT EXISTS index_job_log_details_on_job_log_id ON job_log_details(job_log_id);
 CREATE INDEX IF NOT EXISTS index_job_log_details_on_created_at ON job_log_details(created_at);
+
+-- How many job logs have each status: `total` and the stats read these few rows instead of
+-- counting a million (43 ms for GROUP BY status at 1 M logs). A status whose logs are all
+-- gone keeps its row with n = 0.
+CREATE TABLE IF NOT EXISTS job_log_counts (
+  status INTEGER PRIMARY KEY,
+  n INTEGER NOT NULL
+);
+
+CREATE TRIGGER IF NOT EXISTS job_log_counts_after_insert AFTER INSERT ON job_logs
+BEGIN
+  INSERT INTO job_log_counts (status, n) VALUES (NEW.status, 1)
+    ON CONFLICT (status) DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER IF NOT EXISTS job_log_counts_after_delete AFTER DELETE ON job_logs
+BEGIN
+  UPDATE job_log_counts SET n = n - 1 WHERE status = OLD.status;
+END;
+
+CREATE TRIGGER IF NOT EXISTS job_log_counts_after_update AFTER UPDATE OF status ON job_logs
+WHEN OLD.status IS NOT NEW.status
+BEGIN
+  UPDATE job_log_counts SET n = n - 1 WHERE status = OLD.status;
+  INSERT INTO job_log_counts (status, n) VALUES (NEW.status, 1)
+    ON CONFLICT (status) DO UPDATE SET n = n + 1;
+END;
+
+-- Substring search in detail messages: an FTS5 trigram index over job_log_details.message
+-- (external content: the text is not stored twice). It finds candidates for a query of three
+-- characters or more; the store re-checks each with the same test a scan would use.
+CREATE VIRTUAL TABLE IF NOT EXISTS job_log_details_search USING fts5(
+  message,
+  content = 'job_log_details',
+  content_rowid = 'id',
+  tokenize = 'trigram case_sensitive 0',
+  detail = 'none'
+);
+
+CREATE TRIGGER IF NOT EXISTS job_log_details_search_after_insert
+AFTER INSERT ON job_log_details
+BEGIN
+  INSERT INTO job_log_details_search (rowid, message) VALUES (NEW.id, NEW.message);
+END;
+
+CREATE TRIGGER IF NOT EXISTS job_log_details_search_after_delete
+AFTER DELETE ON job_log_details
+BEGIN
+  INSERT INTO job_log_details_search (job_log_details_search, rowid, message)
+    VALUES ('delete', OLD.id, OLD.message);
+END;
+
+CREATE TRIGGER IF NOT EXISTS job_log_details_search_after_update
+AFTER UPDATE OF id, message ON job_log_details
+BEGIN
+  INSERT INTO job_log_details_search (job_log_details_search, rowid, message)
+    VALUES ('delete', OLD.id, OLD.message);
+  INSERT INTO job_log_details_search (rowid, message) VALUES (NEW.id, NEW.message);
+END;
 
 -- One row, rewritten by every readiness probe: proof that a real write reaches the file.
 -- (Not part of the Rails schema; Rails ignores it.)

@@ -82,7 +82,7 @@ def seed_database(path: Path) -> None:
         )
 
 
-def test_fresh_schema_is_the_seeds_plus_the_composite_index_and_the_heartbeat(
+def test_fresh_schema_is_the_seeds_plus_the_composite_index_counts_search_and_heartbeat(
     tmp_path: Path, database_path: Path
 ) -> None:
     asyncio.run(_open_and_close(database_path))
@@ -99,7 +99,30 @@ def test_fresh_schema_is_the_seeds_plus_the_composite_index_and_the_heartbeat(
         "indexes": {},
         "foreign_keys": [],
     }
+    assert shape.pop("job_log_counts") == {
+        "columns": [("status", "INTEGER", 0, None, 1), ("n", "INTEGER", 1, None, 0)],
+        "indexes": {},
+        "foreign_keys": [],
+    }
+    # The trigram index and the tables FTS5 keeps it in.
+    search = {name for name in shape if name.startswith("job_log_details_search")}
+    assert "job_log_details_search" in search
+    for name in search:
+        shape.pop(name)
     assert shape == structure(seed_path)
+    with raw(database_path) as conn:
+        triggers = {
+            row[0]: row[1]
+            for row in conn.execute("SELECT name, tbl_name FROM sqlite_master WHERE type='trigger'")
+        }
+    assert triggers == {
+        "job_log_counts_after_insert": "job_logs",
+        "job_log_counts_after_delete": "job_logs",
+        "job_log_counts_after_update": "job_logs",
+        "job_log_details_search_after_insert": "job_log_details",
+        "job_log_details_search_after_delete": "job_log_details",
+        "job_log_details_search_after_update": "job_log_details",
+    }
     ours = structure(database_path)["job_logs"]
     assert isinstance(ours, dict)
     assert ours["indexes"][("index_job_logs_on_status_and_created_at", 0)] == [

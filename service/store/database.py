@@ -12,7 +12,8 @@ import asyncio
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -120,6 +121,15 @@ class Database:
         for listener in self.on_commit:
             listener()
 
+    async def read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        """The rows of one read-only statement, on the reader connection.
+
+        One statement is its own consistent read (SQLite gives it one snapshot), so it needs
+        no BEGIN and ROLLBACK around it: one trip to the connection's thread instead of three.
+        """
+        async with self._read_lock:
+            return list(await self._reader.execute_fetchall(sql, params))
+
     @asynccontextmanager
     async def snapshot(self) -> AsyncIterator[aiosqlite.Connection]:
         """A read transaction: every statement inside sees the same committed state."""
@@ -170,7 +180,12 @@ async def _execute(conn: aiosqlite.Connection, sql: str) -> None:
 
 
 async def _apply_schema(conn: aiosqlite.Connection, path: Path) -> None:
-    """Check the tables the file may already hold, then apply schema.sql in one transaction."""
+    """Check the tables the file may already hold, then apply schema.sql in one transaction.
+
+    A database that lacks the per-status counts or the search index (one the Rails app
+    created, or an older version of this service) has them filled in the same transaction
+    that creates them, so they are right from the first read, and never filled twice.
+    """
     for table, required in _REQUIRED_COLUMNS.items():
         present = {
             row["name"] for row in await conn.execute_fetchall(f"PRAGMA table_info({table})")
@@ -180,4 +195,52 @@ async def _apply_schema(conn: aiosqlite.Connection, path: Path) -> None:
             raise IncompatibleSchema(
                 f"{path}: table {table} lacks column(s) {', '.join(sorted(missing))}"
             )
-    await conn.executescript(f"BEGIN IMMEDIATE;\n{schema_sql()}\nCOMMIT;")
+    await conn.execute_fetchall("BEGIN IMMEDIATE")
+    try:
+        existing = {
+            row["name"]
+            for row in await conn.execute_fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table'"
+            )
+        }
+        for statement in _statements(schema_sql()):
+            await conn.execute_fetchall(statement)
+        for table, fill in _FILLS.items():
+            if table not in existing:
+                started = time.monotonic()
+                await conn.execute_fetchall(fill)
+                logger.info("filled %s in %.1f s", table, time.monotonic() - started)
+        await conn.commit()
+    except BaseException:
+        await _roll_back(conn)
+        raise
+
+
+# What fills a derived table the first time it is created in a database that already has rows.
+_FILLS = {
+    "job_log_counts": (
+        "INSERT INTO job_log_counts (status, n) "
+        "SELECT status, count(*) FROM job_logs GROUP BY status"
+    ),
+    "job_log_details_search": (
+        "INSERT INTO job_log_details_search (job_log_details_search) VALUES ('rebuild')"
+    ),
+}
+
+
+def _statements(script: str) -> list[str]:
+    """The complete statements of ``script``, one by one (a trigger body stays whole)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statement = pending.strip()
+            if statement.strip(";").strip() and not _only_comments(statement):
+                statements.append(statement)
+            pending = ""
+    return statements
+
+
+def _only_comments(statement: str) -> bool:
+    return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())

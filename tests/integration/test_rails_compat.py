@@ -17,11 +17,13 @@ import pytest
 
 from service.store import (
     Database,
+    JobLogQuery,
     Status,
     add_detail,
     count_by_status,
     create_job_log,
     get_job_log_by_name,
+    list_job_logs,
     set_status,
 )
 from tests.support.clock import FakeClock
@@ -70,10 +72,23 @@ async def test_a_rails_database_is_accepted_as_it_is(database_path: Path, clock:
         await db.close()
 
     after = schema_objects(database_path)
-    # Only the composite index and the readiness probe's one-row table are added.
+    # Only the composite index, the readiness probe's one-row table, the per-status counts and
+    # the trigram search index (with the triggers that keep them) are added.
     assert set(after) - set(before) == {
         "index_job_logs_on_status_and_created_at",
         "service_heartbeat",
+        "job_log_counts",
+        "job_log_counts_after_insert",
+        "job_log_counts_after_update",
+        "job_log_counts_after_delete",
+        "job_log_details_search",
+        "job_log_details_search_config",
+        "job_log_details_search_data",
+        "job_log_details_search_docsize",
+        "job_log_details_search_idx",
+        "job_log_details_search_after_insert",
+        "job_log_details_search_after_update",
+        "job_log_details_search_after_delete",
     }
     assert {name: after[name] for name in before} == before
     assert (counts.total, counts.success, counts.error, counts.processing) == (4, 2, 1, 1)
@@ -135,6 +150,9 @@ async def test_the_service_reads_what_rails_appends(database_path: Path, clock: 
         await add_detail(db, log.id, "Job started - SyncOpenOrdersJob")
         rails(database_path, "append", log.name, "Finished by Rails")
         read = await get_job_log_by_name(db, log.name)
+        # The counts and the search index follow Rails' writes through the triggers.
+        counts = await count_by_status(db)
+        found = await list_job_logs(db, JobLogQuery(q="finished BY rails"))
     finally:
         await db.close()
     assert read.status is Status.success
@@ -143,3 +161,5 @@ async def test_the_service_reads_what_rails_appends(database_path: Path, clock: 
         "Finished by Rails",
     ]
     assert read.details[1].created_at > read.details[0].created_at
+    assert (counts.total, counts.success, counts.processing) == (1, 1, 0)
+    assert ([item.name for item in found.items], found.total) == ([log.name], 1)

@@ -31,6 +31,13 @@ SERVICE_TABLES = {
     "job_log_details",
     "service_heartbeat",
     "sqlite_sequence",
+    # The per-status counts and the trigram search index over detail messages (FTS5).
+    "job_log_counts",
+    "job_log_details_search",
+    "job_log_details_search_config",
+    "job_log_details_search_data",
+    "job_log_details_search_docsize",
+    "job_log_details_search_idx",
 }
 """Every table a healthy database holds between runs (no staging table)."""
 

@@ -1,0 +1,394 @@
+"""How fast the history API answers at a year and a decade of runs, against aiohttp's hello world.
+
+Seeds (once, cached in the temp folder) databases as the seed's Rails app would have written
+them at 288 runs a day with 20 details each, lets the service adopt them (timed: it adds the
+counts and the trigram index), times the SQL the design replaces, then starts the real service
+(``python -m service``) and ``bench.hello_world`` in processes of their own. A client process
+makes serial requests per endpoint for p50/p99 and concurrency-32 bursts for requests/s,
+alternating service and hello world in rounds.
+
+    python -m bench.history [--quick] [--out PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench.common import Section, median, percentile
+from bench.seed_history import DECADE, DETAILS_PER_RUN, NEEDLE, YEAR, seed
+from service.store import Database
+from tests.support.server import ServerProcess
+from tests.support.system import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(tempfile.gettempdir()) / "joblog-history-bench"
+CONCURRENCY = 32
+# p99 goals; the search's at year scale only.
+P99_GOAL_MS = 5.0
+SEARCH_GOAL_MS = 50.0
+GROWTH_GOAL = 1.5
+RATE_GOAL = 0.4
+
+
+def prepare(name: str, logs: int) -> dict[str, Any]:
+    """The cached database of ``logs`` runs, seeded and adopted if not there yet, and its facts."""
+    CACHE.mkdir(exist_ok=True)
+    path = CACHE / f"{name}.sqlite3"
+    facts_path = CACHE / f"{name}.json"
+    facts: dict[str, Any] = {}
+    if path.exists() and facts_path.exists():
+        facts = json.loads(facts_path.read_text())
+        if facts.get("logs") == logs and "adopt_seconds" in facts:
+            return {**facts, "path": str(path), "cached": True}
+    if facts.get("logs") != logs or "seed_seconds" not in facts:
+        print(f"seeding {name}: {logs:,} logs", file=sys.stderr, flush=True)
+        took = seed(path, logs)
+        facts = {"logs": logs, "seed_seconds": took, "rails_bytes": path.stat().st_size}
+        facts_path.write_text(json.dumps(facts))
+    print(f"adopting {name}", file=sys.stderr, flush=True)
+    started = time.monotonic()
+    asyncio.run(_adopt(path))
+    facts["adopt_seconds"] = time.monotonic() - started
+    facts["adopted_bytes"] = path.stat().st_size
+    with closing(sqlite3.connect(path)) as conn:
+        facts["search_index_bytes"] = conn.execute(
+            "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'job_log_details_search%'"
+        ).fetchone()[0]
+    facts_path.write_text(json.dumps(facts))
+    return {**facts, "path": str(path), "cached": False}
+
+
+async def _adopt(path: Path) -> None:
+    db = await Database.open(path)
+    await db.close()
+
+
+def _timed(call: Callable[[], object], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - started)
+    return median(times) * 1000
+
+
+def sql_costs(path: str, *, scan: bool) -> dict[str, float]:
+    """Milliseconds (median) of what the design replaces and of what replaces it."""
+    q = NEEDLE.lower()
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        run = conn.execute
+        costs = {
+            "count(*) of all logs": _timed(
+                lambda: run("SELECT count(*) FROM job_logs").fetchall(), 5
+            ),
+            "GROUP BY status": _timed(
+                lambda: run("SELECT status, count(*) FROM job_logs GROUP BY status").fetchall(), 5
+            ),
+            "count(*) WHERE status = error": _timed(
+                lambda: run("SELECT count(*) FROM job_logs WHERE status = 2").fetchall(), 5
+            ),
+            "counts table (all, per status)": _timed(
+                lambda: run("SELECT status, n FROM job_log_counts").fetchall(), 5
+            ),
+            f"trigram: logs with '{q}'": _timed(
+                lambda: run(
+                    "SELECT count(*) FROM job_logs WHERE id IN (SELECT d.job_log_id "
+                    "FROM job_log_details_search AS s JOIN job_log_details AS d "
+                    "ON d.id = s.rowid WHERE s.message LIKE ? "
+                    "AND instr(lower(d.message), lower(?)) > 0)",
+                    (f"%{q}%", q),
+                ).fetchall(),
+                5,
+            ),
+        }
+        if scan:
+            costs[f"scan: logs with '{q}'"] = _timed(
+                lambda: run(
+                    "SELECT count(*) FROM job_logs WHERE EXISTS (SELECT 1 FROM job_log_details "
+                    "AS d WHERE d.job_log_id = job_logs.id AND instr(lower(d.message), ?) > 0)",
+                    (q,),
+                ).fetchall(),
+                3,
+            )
+    return costs
+
+
+def endpoints(path: str, logs: int) -> dict[str, str]:
+    """The label and path of each endpoint measured."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
+        name = conn.execute("SELECT name FROM job_logs WHERE id = ?", (logs // 2,)).fetchone()[0]
+    return {
+        "list page 1": "/api/job_logs",
+        "list status=error": "/api/job_logs?status=error",
+        "list page 1,000": "/api/job_logs?page=1000",
+        "stats": "/api/job_logs/stats",
+        f"one log + {DETAILS_PER_RUN} details": f"/api/job_logs/{name}",
+        "latest": "/api/job_logs/latest",
+        "search q=": f"/api/job_logs?q={NEEDLE.lower().replace(' ', '+')}",
+    }
+
+
+async def _serial(session: aiohttp.ClientSession, url: str, count: int) -> list[float]:
+    times = []
+    for _ in range(count):
+        started = time.perf_counter()
+        async with session.get(url) as response:
+            await response.read()
+            assert response.status == 200, (url, response.status)
+        times.append((time.perf_counter() - started) * 1000)
+    return times
+
+
+async def _burst(session: aiohttp.ClientSession, url: str, count: int) -> float:
+    left = count
+
+    async def worker() -> None:
+        nonlocal left
+        while left > 0:
+            left -= 1
+            async with session.get(url) as response:
+                await response.read()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return count / (time.perf_counter() - started)
+
+
+async def client(plan: dict[str, Any]) -> dict[str, Any]:
+    """Every measurement of the plan, service and hello world alternating in rounds."""
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
+    results: dict[str, Any] = {}
+    async with aiohttp.ClientSession(connector=connector) as session:
+        hello = plan["hello"] + "/"
+        await _serial(session, hello, 50)
+        for label, path in plan["endpoints"].items():
+            url = plan["service"] + path
+            await _serial(session, url, 20)
+            lat: dict[str, list[float]] = {"service": [], "hello": []}
+            rate: dict[str, list[float]] = {"service": [], "hello": []}
+            per_round = plan["serial"] // plan["rounds"]
+            for _ in range(plan["rounds"]):
+                lat["service"] += await _serial(session, url, per_round)
+                lat["hello"] += await _serial(session, hello, per_round)
+            for _ in range(plan["bursts"]):
+                rate["service"].append(await _burst(session, url, plan["burst"]))
+                rate["hello"].append(await _burst(session, hello, plan["burst"]))
+            results[label] = {"latency": lat, "rate": rate}
+    return results
+
+
+def measure(db: dict[str, Any], quick: bool) -> dict[str, Any]:
+    """Start the service on the database and hello world; run the client in its own process."""
+    work = Path(tempfile.mkdtemp(prefix="joblog-history-"))
+    port = free_port()
+    hello = subprocess.Popen(
+        [sys.executable, "-m", "bench.hello_world", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        env = {
+            "DATABASE_PATH": db["path"],
+            "SYNC_ON_START": "false",
+            "SYNC_INTERVAL_SECONDS": "0",
+            "LOG_LEVEL": "warning",
+            # The cached database must stay as seeded: no purge of the oldest runs.
+            "RETENTION_DAYS": "0",
+        }
+        with ServerProcess(work, **env) as server:
+            started = time.monotonic()
+            server.wait_ready(timeout=120)
+            ready = time.monotonic() - started
+            plan = {
+                "service": server.url,
+                "hello": f"http://127.0.0.1:{port}",
+                "endpoints": endpoints(db["path"], db["logs"]),
+                "serial": 100 if quick else 300,
+                "rounds": 2 if quick else 6,
+                "bursts": 2 if quick else 3,
+                "burst": 320 if quick else 960,
+            }
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.history", "--client"],
+                cwd=ROOT,
+                input=json.dumps(plan),
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+    finally:
+        hello.terminate()
+        hello.wait()
+    return {"ready_seconds": ready, "results": json.loads(done.stdout)}
+
+
+def _ms(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def report(
+    scales: list[tuple[str, dict[str, Any], dict[str, Any], dict[str, float]]], quick: bool
+) -> Section:
+    """The section: the figures per scale, the SQL behind the design, the goals."""
+    section = Section(
+        title="History at scale (bench.history)",
+        command=f"python -m bench.history{' --quick' if quick else ''}",
+        method=(
+            "the real service on databases seeded as the Rails app writes them (288 runs a day, "
+            "20 details a run) and adopted by the service; serial requests for p50/p99 and "
+            f"concurrency-{CONCURRENCY} bursts for requests/s, alternating with aiohttp's "
+            "hello-world handler in the same run."
+        ),
+    )
+    small, large = scales[0], scales[-1]
+    rows = []
+    for name, db, measured, _ in scales:
+        for label, result in measured["results"].items():
+            lat, rate = result["latency"], result["rate"]
+            ratio = median(rate["service"]) / median(rate["hello"])
+            rows.append(
+                [
+                    f"{name} ({db['logs']:,} logs)",
+                    label,
+                    _ms(percentile(lat["service"], 50)),
+                    _ms(percentile(lat["service"], 99)),
+                    _ms(percentile(lat["hello"], 50)),
+                    _ms(percentile(lat["hello"], 99)),
+                    f"{median(rate['service']):,.0f}",
+                    f"{median(rate['hello']):,.0f}",
+                    f"{ratio:.2f}",
+                ]
+            )
+    section.table(
+        [
+            "database",
+            "endpoint",
+            "p50 ms",
+            "p99 ms",
+            "hello p50",
+            "hello p99",
+            "req/s",
+            "hello req/s",
+            "ratio",
+        ],
+        rows,
+    )
+    section.table(
+        [
+            "database",
+            "logs",
+            "details",
+            "seeding s",
+            "Rails file MB",
+            "adoption s",
+            "adopted file MB",
+            "trigram index MB",
+            "service ready s",
+        ],
+        [
+            [
+                name,
+                f"{db['logs']:,}",
+                f"{db['logs'] * DETAILS_PER_RUN:,}",
+                f"{db['seed_seconds']:.0f}",
+                f"{db['rails_bytes'] / 2**20:,.0f}",
+                f"{db['adopt_seconds']:.1f}",
+                f"{db['adopted_bytes'] / 2**20:,.0f}",
+                f"{db['search_index_bytes'] / 2**20:,.0f}",
+                f"{measured['ready_seconds']:.2f}",
+            ]
+            for name, db, measured, _ in scales
+        ],
+    )
+    labels = list(scales[0][3])
+    section.table(
+        ["SQL (median ms)", *[name for name, *_ in scales]],
+        [
+            [label, *[_ms(costs[label]) if label in costs else "—" for *_, costs in scales]]
+            for label in labels
+        ],
+    )
+    _goals(section, small, large)
+    return section
+
+
+def _goals(section: Section, small: Any, large: Any) -> None:
+    small_name, _, small_measured, _ = small
+    large_name, _, large_measured, _ = large
+    for label, result in large_measured["results"].items():
+        p99 = percentile(result["latency"]["service"], 99)
+        before = percentile(small_measured["results"][label]["latency"]["service"], 99)
+        rate = result["rate"]
+        ratio = median(rate["service"]) / median(rate["hello"])
+        if label.startswith("search"):
+            p99_small = before
+            section.goal(
+                f"{label} p99 ≤ {SEARCH_GOAL_MS:.0f} ms at {small_name}",
+                p99_small <= SEARCH_GOAL_MS,
+                f"{p99_small:.2f} ms",
+            )
+        else:
+            section.goal(
+                f"{label} p99 ≤ {P99_GOAL_MS:.0f} ms at {large_name}",
+                p99 <= P99_GOAL_MS,
+                f"{p99:.2f} ms",
+            )
+            section.goal(
+                f"{label} p99 {large_name}/{small_name} ≤ {GROWTH_GOAL}",
+                p99 / before <= GROWTH_GOAL,
+                f"{p99 / before:.2f}",
+            )
+        section.goal(
+            f"{label} req/s ≥ {RATE_GOAL} x hello world at {large_name}",
+            ratio >= RATE_GOAL,
+            f"{ratio:.2f} x",
+        )
+
+
+def run(quick: bool) -> Section:
+    """Seed or reuse the databases, measure both scales, and report."""
+    sizes = [("10k", 10_000), ("100k", 100_000)] if quick else [("year", YEAR), ("decade", DECADE)]
+    scales = []
+    for name, logs in sizes:
+        db = prepare(name, logs)
+        costs = sql_costs(db["path"], scan=logs <= YEAR)
+        scales.append((name, db, measure(db, quick), costs))
+    section = report(scales, quick)
+    section.notes.append(
+        f"Search looks for '{NEEDLE.lower()}', which one run in a thousand carries. "
+        "Databases are cached in " + str(CACHE) + "; seeding and adoption times are those of "
+        "the run that made them."
+    )
+    return section
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.history")
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.client:
+        print(json.dumps(asyncio.run(client(json.loads(sys.stdin.read())))))
+        return
+    text = run(args.quick).markdown()
+    if args.out:
+        args.out.write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
