@@ -40,6 +40,12 @@ class Event:
         """The event encoded for ``text/event-stream``, JSON on one line."""
         return encode(self)
 
+    @cached_property
+    def chunk(self) -> bytes:
+        """The frame as one HTTP/1.1 chunk, for streams written straight to their transport."""
+        frame = self.frame
+        return b"%x\r\n%s\r\n" % (len(frame), frame)
+
 
 def encode(event: Event) -> bytes:
     """``id:``/``event:``/``data:`` lines of an event; data is one line of JSON."""
@@ -66,6 +72,9 @@ class Subscriber:
     closed: bool = field(default=False)
     # Called when the hub cuts the subscriber off, to drop a connection blocked on a write.
     on_cut_off: Callable[[], None] | None = None
+    # Set by a stream that is caught up (its queue empty, its task idle): the hub hands it each
+    # event to write at once, without waking its task; False means "queue it instead".
+    direct: Callable[[Event], bool] | None = None
 
 
 class EventHub:
@@ -202,6 +211,10 @@ class EventHub:
         for subscriber in list(self._subscribers):
             if subscriber.job_log_id not in (None, event.job_log_id):
                 continue
+            if subscriber.direct is not None and self._write_direct(subscriber, event):
+                continue
+            # Once an event waits in the queue, every later one must wait behind it.
+            subscriber.direct = None
             try:
                 subscriber.queue.put_nowait(event)
             except asyncio.QueueFull:
@@ -212,9 +225,19 @@ class EventHub:
                 if subscriber.on_cut_off is not None:
                     subscriber.on_cut_off()
 
+    @staticmethod
+    def _write_direct(subscriber: Subscriber, event: Event) -> bool:
+        assert subscriber.direct is not None
+        try:
+            return subscriber.direct(event)
+        except Exception:
+            logger.exception("writing an event to a stream failed; queueing it")
+            return False
+
     def _end(self, subscriber: Subscriber) -> None:
         """Unregister and wake the stream so it finishes (its queue may be full)."""
         self._subscribers.discard(subscriber)
         subscriber.closed = True
+        subscriber.direct = None
         with contextlib.suppress(asyncio.QueueFull):
             subscriber.queue.put_nowait(None)

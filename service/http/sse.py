@@ -28,6 +28,10 @@ logger = logging.getLogger(__name__)
 
 RETRY_MS = 2000
 REPLAY_PAGE = 500
+# A caught-up stream is written straight from the hub while its transport holds less than this
+# (asyncio's default high-water mark); beyond it, events queue for the stream's own task, whose
+# writes wait for the client within the stall limit.
+DIRECT_LIMIT = 64 * 1024
 _HEADERS = {
     "Content-Type": "text/event-stream; charset=utf-8",
     "Cache-Control": "no-cache",
@@ -136,11 +140,13 @@ class _Stream:
         # How often to look whether the client still takes what it is sent.
         self._check_every = max(stall / 4, 0.05)
         self._next_check = 0.0
+        self._chunked = False
         self._last_detail = 0
         self._log_state: dict[int, tuple[datetime, Status]] = {}
 
     async def open(self) -> None:
         await self.response.prepare(self.request)
+        self._chunked = self.response.headers.get("Transfer-Encoding") == "chunked"
         await self._write(f"retry: {RETRY_MS}\n\n".encode())
 
     async def run(
@@ -202,15 +208,19 @@ class _Stream:
                 if self.subscriber.overflowed:
                     raise _Gone
                 return
+            # Caught up: let the hub write the next details itself, without waking this task.
+            self.subscriber.direct = self._write_now if queue.empty() else None
             try:
                 async with asyncio.timeout(check):
                     event = await queue.get()
             except TimeoutError:
+                self.subscriber.direct = None
                 self._check_progress()
                 if time.monotonic() >= next_ping:
                     next_ping = time.monotonic() + ping
                     await self._write(b": ping\n\n")
                 continue
+            self.subscriber.direct = None
             if event is None:
                 if self.subscriber.overflowed:
                     raise _Gone
@@ -221,6 +231,30 @@ class _Stream:
             if followed is not None and log is not None and log.status.finished:
                 await self._end(log)
                 return
+
+    def _write_now(self, event: Event) -> bool:
+        """Write a detail straight to the transport (called by the hub while this stream is
+        caught up); False leaves the event to the stream's task: a log change, a closing
+        connection, or a transport already holding DIRECT_LIMIT bytes the client has not taken.
+        """
+        detail = event.detail
+        if detail is None:
+            return False
+        if detail.id <= self._last_detail:
+            return True
+        transport = self.request.transport
+        data = event.chunk if self._chunked else event.frame
+        if (
+            transport is None
+            or transport.is_closing()
+            or transport.get_write_buffer_size() + len(data) > DIRECT_LIMIT
+        ):
+            return False
+        transport.write(data)
+        self._last_detail = detail.id
+        self._progress.written += len(data)
+        self._metrics.events_sent.inc()
+        return True
 
     async def _send(self, event: Event) -> None:
         if event.detail is not None:
