@@ -7,6 +7,8 @@ import { reflect } from "./live.js";
 
 const ROW = 22;          // px, one line; matches --row in style.css
 const OVERSCAN = 20;     // rows rendered above and below the visible ones
+const PAGE = 1000;       // details per request, the API's maximum
+const AHEAD = 4;         // pages asked for at once while loading a run
 const BATCH = /^Batch ([\d,]+)(?:\/([\d,]+))? imported/;
 
 let stream = null;
@@ -73,15 +75,8 @@ async function load(runName) {
     const first = await getJSON(`api/job_logs/${encodeURIComponent(runName)}?details=false`);
     if (runName !== name) return;
     update(first, false);
-    let after = 0;
-    for (;;) {
-      const page = await getJSON(`api/job_logs/${encodeURIComponent(runName)}/details?limit=1000&after=${after}`);
-      if (runName !== name) return;
-      for (const detail of page.items) add(detail);
-      queueDraw();
-      if (page.next_after === null) break;
-      after = page.next_after;
-    }
+    await loadPages(runName);
+    if (runName !== name) return;
     if (finished(first)) update(first);
     else follow(lastId());
   } catch (error) {
@@ -94,6 +89,37 @@ async function load(runName) {
   }
 }
 
+async function loadPages(runName) {
+  // Pages follow a cursor (the last id), yet a run's ids are nearly always consecutive: the
+  // next few pages are asked for ahead, at the cursors they would have. One is used only when
+  // its cursor turns out to be the real one, so a gap in the ids costs time, never a line.
+  const pending = new Map();
+  const ask = (after) => {
+    if (!pending.has(after)) {
+      const answer = getJSON(`api/job_logs/${encodeURIComponent(runName)}/details?limit=${PAGE}&after=${after}`);
+      answer.catch(() => {});  // an unused guess may fail unseen; a used one is awaited
+      pending.set(after, answer);
+    }
+    return pending.get(after);
+  };
+  let after = 0;
+  for (;;) {
+    const page = await ask(after);
+    pending.delete(after);
+    if (runName !== name) return;
+    addAll(page.items);
+    queueDraw();
+    if (page.next_after === null) return;
+    after = page.next_after;
+    const { items } = page;
+    if (items[items.length - 1].id - items[0].id === items.length - 1) {
+      for (let ahead = 1; ahead <= AHEAD; ahead += 1) ask(after + (ahead - 1) * PAGE);
+    } else {
+      ask(after);
+    }
+  }
+}
+
 const finished = (state) => state.status === "success" || state.status === "error";
 const lastId = () => (lines.length ? lines[lines.length - 1].id : 0);
 
@@ -101,6 +127,20 @@ function add(detail) {
   if (detail.id <= lastId()) return;
   lines.push(detail);
   progress(detail.message);
+}
+
+function addAll(details) {
+  // A page at a time: only its last batch line can show in the progress bar, so only that
+  // one is looked at (per line, 100,000 regex matches and bar updates cost ~1 s).
+  const last = lastId();
+  const fresh = details[0]?.id > last ? details : details.filter((detail) => detail.id > last);
+  for (const detail of fresh) lines.push(detail);
+  for (let i = fresh.length - 1; i >= 0; i -= 1) {
+    if (BATCH.test(fresh[i].message)) {
+      progress(fresh[i].message);
+      break;
+    }
+  }
 }
 
 export function close() {
@@ -137,7 +177,7 @@ async function resume(closed) {
     const state = await getJSON(`api/job_logs/${encodeURIComponent(name)}?details=false`);
     for (;;) {
       const page = await getJSON(`api/job_logs/${encodeURIComponent(name)}/details?limit=1000&after=${lastId()}`);
-      for (const detail of page.items) add(detail);
+      addAll(page.items);
       if (page.next_after === null) break;
     }
     if (closed !== stream) return;
@@ -161,7 +201,7 @@ function update(next, final = true) {
 function banner() {
   const box = $("run-banner");
   const failed = log.status === "error";
-  const lastError = [...lines].reverse().find((line) => line.message.startsWith("ERROR"));
+  const lastError = lines.findLast((line) => line.message.startsWith("ERROR"));
   box.className = `banner status-${log.status}`;
   box.textContent = failed
     ? `Run failed${lastError ? `: ${lastError.message}` : ""}`

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service import appkeys
+from service.settings import Settings
 from service.store import Database, JobLog, Status, add_detail, create_job_log, set_status
 from tests.support.clock import FakeClock
 
@@ -193,6 +196,35 @@ async def test_details_pages(client: Client, clock: FakeClock) -> None:
     assert last["next_after"] is None
     found = await get(client, f"/api/job_logs/{log.id}/details?q=LINE%205")
     assert [d["message"] for d in found["items"]] == ["line 5"]
+
+
+async def test_details_pages_read_every_stored_time_form(
+    client: Client, clock: FakeClock, settings: Settings
+) -> None:
+    db = client.app[appkeys.DATABASE]
+    log = await run(db, clock, Status.success, "plain", 'quoted "ü ☃"\n\x01', "third", "fourth")
+    stored = ["2025-12-15 14:30:22", "2025-12-15 14:30:22.5+01:00", "2025-12-15T14:30:23.000250"]
+    with closing(sqlite3.connect(settings.database_path)) as conn:
+        ids = [row[0] for row in conn.execute("SELECT id FROM job_log_details ORDER BY id")]
+        conn.executemany(
+            "UPDATE job_log_details SET created_at = ? WHERE id = ?", zip(stored, ids, strict=False)
+        )
+        conn.commit()
+    whole = await get(client, f"/api/job_logs/{log.name}")
+    details = sorted(whole["details"], key=lambda detail: detail["id"])
+    page = await get(client, f"/api/job_logs/{log.name}/details?limit=1000")
+    assert page == {"items": details, "next_after": None}
+    assert [d["created_at"] for d in page["items"]] == [
+        "2025-12-15T14:30:22.000000Z",
+        "2025-12-15T13:30:22.500000Z",
+        "2025-12-15T14:30:23.000250Z",
+        "2025-12-15T14:30:24.250000Z",
+    ]
+    assert page["items"][1]["message"] == 'quoted "ü ☃"\n\x01'
+    last = await get(client, f"/api/job_logs/{log.name}/details?limit=1&after={ids[2]}")
+    assert last == {"items": details[3:], "next_after": None}
+    first = await get(client, f"/api/job_logs/{log.name}/details?limit=1")
+    assert first == {"items": details[:1], "next_after": ids[0]}
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ from service.store import (
     latest_job_log,
     list_job_logs,
 )
+from service.store.detail_pages import detail_page_json
 
 
 async def list_logs(request: web.Request) -> web.Response:
@@ -55,10 +56,8 @@ async def details(request: web.Request) -> web.Response:
     db = request.app[appkeys.DATABASE]
     log = await history.find_job_log(db, request.match_info["ref"])
     params = parse(DetailParams, request.query)
-    page = await history.list_details(
-        db, log.id, after=params.after, limit=params.limit, q=params.q
-    )
-    return reply(payloads.detail_page_out(page))
+    page = await detail_page_json(db, log.id, after=params.after, limit=params.limit, q=params.q)
+    return web.Response(text=payloads.detail_page_json(page), content_type="application/json")
 
 
 async def text(request: web.Request) -> web.StreamResponse:

@@ -5,6 +5,7 @@ Timestamps are ISO 8601 in UTC with ``Z``; a status is its name.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.sources import SourceDescription
 from service.store import JobLog, JobLogDetail, JobLogWithDetails, StatusCounts
+from service.store.detail_pages import DetailPageJson
 from service.store.models import DetailPage, EventDetail, JobLogPage
 
 StatusName = Literal["pending", "processing", "error", "success"]
@@ -198,3 +200,8 @@ def stats_out(counts: StatusCounts) -> StatsOut:
 def source_out(description: SourceDescription) -> SourceOut:
     """The API form of the source."""
     return SourceOut(kind=description.kind, server=description.server)
+
+
+def detail_page_json(page: DetailPageJson) -> str:
+    """A :class:`DetailPageOut` from a page SQLite wrote as JSON (no model per detail)."""
+    return f'{{"items":{page.items},"next_after":{json.dumps(page.next_after)}}}'
