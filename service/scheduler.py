@@ -123,6 +123,7 @@ class Scheduler:
         """Start a run in the background and return its new (pending) log at once."""
         if self._starting is not None:  # another request is creating the run's log right now
             raise RunInProgress(await asyncio.shield(self._starting))
+        await self._let_an_ended_run_go()
         if self._run is not None or not self._lock.acquire():
             raise RunInProgress(self.running)
         starting = self._starting = asyncio.get_running_loop().create_future()
@@ -143,6 +144,17 @@ class Scheduler:
         self._control, self._job_task = control, job
         self._run = asyncio.create_task(self._supervise(log, sync, job, control))
         return log
+
+    async def _let_an_ended_run_go(self) -> None:
+        """A run whose end is committed is only tidying up: wait for it rather than refuse a
+        new one (someone who saw the end must be able to start the next run at once)."""
+        run, running = self._run, self.running
+        if run is None or running is None:
+            return
+        if not (await load_job_log(self._db, running.id)).status.finished:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.shield(run)
 
     async def cancel(self, reason: str, *, wait: float | None = None) -> bool:
         """End the run in progress as error with ``reason``; False when nothing runs here."""

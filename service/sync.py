@@ -144,7 +144,8 @@ class SyncJob:
             return await self._fail(run, f"{self._stage} failed - {exc}")
         except Exception as exc:
             logger.exception("sync run %s failed unexpectedly", log.name)
-            return await self._fail(run, f"{self._stage} failed - {type(exc).__name__}: {exc}")
+            reason = f"{self._stage} failed - {type(exc).__name__}: {exc}"
+            return await self._fail(run, reason)
         finally:
             await self._drop_staging()
 

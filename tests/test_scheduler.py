@@ -15,8 +15,9 @@ from service.components import build_scheduler, open_database, open_target
 from service.scheduler import next_due
 from service.settings import Settings
 from service.sources import build_source
-from service.store import JobLogQuery, Status, list_job_logs
+from service.store import JobLogQuery, Status, get_job_log, list_job_logs
 from tests.support.clock import FakeClock
+from tests.support.sync import Harness, sync_service
 
 T0 = datetime(2025, 12, 15, 14, 30, 0, tzinfo=UTC)
 FIVE_MINUTES = timedelta(minutes=5)
@@ -109,3 +110,28 @@ async def test_the_app_runs_the_sync_at_startup(
         await asyncio.sleep(0.02)
     assert scheduler.alive
     assert page.total == 1
+
+
+async def test_a_run_may_start_as_soon_as_the_last_one_is_recorded_as_ended(
+    settings: Settings,
+) -> None:
+    """Once a run's end is committed, a request seeing it must not be refused with a 409."""
+    async with sync_service(settings) as service:
+        for _ in range(5):
+            first = await service.scheduler.trigger()
+            while True:  # poll as tightly as the loop allows, to land right after the commit
+                if (await get_job_log(service.db, first.id)).status.finished:
+                    break
+                await asyncio.sleep(0)
+            second = await service.scheduler.trigger()
+            assert second.id != first.id
+            await ended(service, second.id)
+
+
+async def ended(service: Harness, job_log_id: int) -> None:
+    """Return once the scheduler has let go of the run ``job_log_id``."""
+    while True:
+        running = service.scheduler.running
+        if running is None or running.id != job_log_id:
+            return
+        await asyncio.sleep(0.01)
