@@ -40,6 +40,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run_all")
     parser.add_argument("--quick", action="store_true", help="small sizes, under 3 minutes")
     parser.add_argument("--only", nargs="*", default=list(BENCHMARKS), choices=BENCHMARKS)
+    parser.add_argument(
+        "--assemble",
+        action="store_true",
+        help="run nothing: write the document from each benchmark's last results",
+    )
     args = parser.parse_args()
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
@@ -47,21 +52,37 @@ def main() -> None:
     started = time.monotonic()
     for name in args.only:
         out = results / f"{name}{'-quick' if args.quick else ''}.md"
-        command = [sys.executable, "-m", f"bench.{name}", "--out", str(out)]
-        if args.quick:
-            command.append("--quick")
-        print(f"== {name}", file=sys.stderr, flush=True)
-        code = subprocess.call(command, cwd=ROOT)
+        code = 0
+        if not args.assemble:
+            command = [sys.executable, "-m", f"bench.{name}", "--out", str(out)]
+            if args.quick:
+                command.append("--quick")
+            print(f"== {name}", file=sys.stderr, flush=True)
+            code = subprocess.call(command, cwd=ROOT)
         if code != 0 or not out.exists():
             sections.append(f"## bench.{name}\n\nFailed (exit {code}); no figures.\n")
         else:
             sections.append(out.read_text())
     took = time.monotonic() - started
     which = "make bench-quick" if args.quick else "make bench"
+    if args.assemble:
+        when = ", ".join(
+            f"{name} {datetime.fromtimestamp(path.stat().st_mtime, UTC):%Y-%m-%d %H:%M}"
+            for name in args.only
+            if (path := results / f"{name}{'-quick' if args.quick else ''}.md").exists()
+        )
+        written = (
+            "Assembled by `python -m bench.run_all --assemble` from the last run of each "
+            f"benchmark (`python -m bench.<name>`, one at a time; UTC): {when}."
+        )
+    else:
+        written = (
+            f"Written by `{which}` (`python -m bench.run_all{' --quick' if args.quick else ''}`)"
+            f" on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, in {took / 60:.1f} minutes."
+        )
     header = (
         "# Benchmarks\n\n"
-        f"Written by `{which}` (`python -m bench.run_all{' --quick' if args.quick else ''}`) "
-        f"on {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, in {took / 60:.1f} minutes.\n\n"
+        f"{written}\n\n"
         f"Machine: {machine()}.\n\n"
         "Every figure is measured against its baseline in the same run, alternately where the "
         "two can share the machine, and reported as the median with its spread (min to max) "
