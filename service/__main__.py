@@ -22,11 +22,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from service import logs
+from service import appkeys, logs
 from service.app import create_app
 from service.archive import ArchiveFailed
 from service.clock import utc_now
 from service.components import build_scheduler, open_database, open_notifier, open_target
+from service.credentials import CredentialsUnavailable
 from service.http.access_log import AccessLogger
 from service.retention import PurgeLocked, purge
 from service.settings import Settings, SettingsError, load_settings
@@ -107,20 +108,21 @@ def main(argv: list[str] | None = None) -> int:
             return asyncio.run(_run_once(settings, force=args.force))
         logs.configure(settings.log_level, fmt=settings.log_format)
         return _serve(settings)
-    except (StoreError, SourceError) as exc:
+    except (StoreError, SourceError, CredentialsUnavailable) as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return EXIT_FAILED
 
 
 def _serve(settings: Settings) -> int:
+    app = create_app(settings)
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             shutdown_timeout=settings.shutdown_timeout_seconds,
             keepalive_timeout=REQUEST_HEAD_TIMEOUT_SECONDS,
-            print=_announce,
+            print=lambda banner: _announce(banner, app, settings),
             access_log=logging.getLogger("service.access"),
             access_log_class=AccessLogger,
         )
@@ -132,11 +134,24 @@ def _serve(settings: Settings) -> int:
     return EXIT_OK
 
 
-def _announce(banner: str) -> None:
-    """Log aiohttp's "Running on …" banner as one line, once the socket is bound."""
+def _announce(banner: str, app: web.Application, settings: Settings) -> None:
+    """Log aiohttp's "Running on …" banner as one line, once the socket is bound; then, when
+    the service made its own admin token and listens on loopback, the link that signs a
+    browser on this machine in with it (the token rides in the fragment, which no request
+    carries and the page removes at once)."""
     for line in banner.splitlines():
         if line.startswith("="):
             logger.info("%s", line.strip("= "))
+    credentials = app[appkeys.CREDENTIALS]
+    if credentials.admin_token_path is not None and settings.loopback_bind:
+        host = f"[{settings.host}]" if ":" in settings.host else settings.host
+        logger.info(
+            "sign in as admin: http://%s:%d/#signin=%s (the token is in %s)",
+            host,
+            settings.port,
+            credentials.admin,
+            credentials.admin_token_path,
+        )
 
 
 async def _run_once(settings: Settings, *, force: bool) -> int:

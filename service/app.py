@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,8 +11,10 @@ from aiohttp import web
 from service import appkeys, logs
 from service.clock import Clock, utc_now
 from service.components import build_scheduler, open_database, open_notifier, open_target
+from service.credentials import load_credentials
 from service.events import EventHub
-from service.http import health, job_logs, openapi, pages, runs, sse
+from service.http import health, job_logs, openapi, pages, runs, sessions, sse
+from service.http.auth import access_control
 from service.http.errors import json_errors
 from service.http.params import strict_query
 from service.http.security import security_headers
@@ -27,11 +30,17 @@ from service.store.heartbeat import Heartbeat
 def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application:
     """Build the application for ``settings``; ``clock`` is the one source of time."""
     # No endpoint reads a request body (POSTs refuse one): never buffer more than a trifle.
-    app = web.Application(middlewares=[json_errors, strict_query], client_max_size=1024)
+    app = web.Application(
+        middlewares=[json_errors, access_control, strict_query], client_max_size=1024
+    )
     app.on_response_prepare.append(security_headers)
     app[appkeys.SETTINGS] = settings
     app[appkeys.CLOCK] = clock
     metrics = app[appkeys.METRICS] = Metrics()
+
+    async def credentials(app: web.Application) -> AsyncIterator[None]:
+        app[appkeys.CREDENTIALS] = await asyncio.to_thread(load_credentials, settings)
+        yield
 
     async def databases(app: web.Application) -> AsyncIterator[None]:
         async with open_database(settings, clock) as db, open_target(settings, db) as target:
@@ -113,13 +122,14 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         finally:
             await runner.stop()
 
-    app.cleanup_ctx.extend([databases, hub, housekeeping, scheduler])
+    app.cleanup_ctx.extend([databases, credentials, hub, housekeeping, scheduler])
     app.on_shutdown.append(end_streams)
 
     health.add_routes(app)
     job_logs.add_routes(app)
     runs.add_routes(app)
     sse.add_routes(app)
-    openapi.add_routes(app)
+    sessions.add_routes(app)
     pages.add_routes(app)
+    openapi.add_routes(app)  # last: it describes the routes above
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.clock import Clock
+from service.credentials import Credentials
 from service.events import EventHub
 from service.metrics import Metrics
 from service.scheduler import Scheduler
@@ -24,3 +25,5 @@ METRICS = web.AppKey("metrics", Metrics)
 # The one source of time (a fake one in tests).
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 HEARTBEAT = web.AppKey("heartbeat", Heartbeat)
+# The tokens of each role, and the keys that sign browser sessions.
+CREDENTIALS = web.AppKey("credentials", Credentials)

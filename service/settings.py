@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -18,8 +27,14 @@ _HOSTNAME = re.compile(
 )
 
 _SOURCE_VIEW = re.compile(r"^[A-Za-z_][A-Za-z0-9_@$#]*(\.[A-Za-z_][A-Za-z0-9_@$#]*)?$")
-# Settings whose values never appear in an error message.
-_SECRET = frozenset({"source_odbc", "admin_token", "notify_webhook_url"})
+# Settings whose values never appear in an error message; each may also be given as the path of
+# a file holding it, in <NAME>_FILE (as Docker secrets and systemd credentials provide).
+SECRETS = ("admin_token", "view_token", "metrics_token", "source_odbc", "notify_webhook_url")
+SECRET_FILE_VARIABLES = tuple(f"{name.upper()}_FILE" for name in SECRETS)
+# An HTTP header name (RFC 9110 token characters).
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
+# A user name a proxy passes: printable, no separators that could smuggle a second name.
+_USER_NAME = re.compile(r"^[^\s,;\x00-\x1f\x7f]{1,256}$")
 
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
@@ -100,7 +115,44 @@ class Settings(BaseSettings):
 
     admin_token: SecretStr | None = Field(
         default=None,
-        description="Bearer token for POST requests; unset lets only loopback clients POST.",
+        description="Token of the admin role (run now, cancel, and everything a viewer may); "
+        "unset, one is made at first start in admin-token beside the database.",
+    )
+    view_token: SecretStr | None = Field(
+        default=None,
+        description="Token of the viewer role: the page, the history, the event stream.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None, description="Bearer token that may read /metrics (and nothing else)."
+    )
+    session_hours: Annotated[float, Field(gt=0, le=24 * 366)] = Field(
+        default=12, description="How long a browser stays signed in."
+    )
+    trusted_proxies: Annotated[
+        tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...],
+        NoDecode,
+        BeforeValidator(lambda value: _networks(_comma_list(value, "a list of addresses"))),
+    ] = Field(
+        default=(),
+        description="Addresses (CIDRs) of reverse proxies whose X-Forwarded-*/Forwarded "
+        "headers, and AUTH_PROXY_HEADER, are believed.",
+    )
+    auth_proxy_header: str | None = Field(
+        default=None,
+        description="Header a trusted proxy sets to the signed-in user's name (e.g. Remote-User).",
+    )
+    auth_proxy_admins: Annotated[
+        frozenset[str],
+        NoDecode,
+        BeforeValidator(lambda value: _comma_list(value, "a comma-separated list of names")),
+    ] = Field(
+        default=frozenset(),
+        description="User names (from AUTH_PROXY_HEADER) that are admins; other users are viewers.",
+    )
+    allow_anonymous_viewers: bool | None = Field(
+        default=None,
+        description="true: anyone may view; false: nobody without a credential; unset: only "
+        "clients on this machine, when the service listens on loopback only.",
     )
     public_url: str | None = Field(
         default=None,
@@ -138,14 +190,57 @@ class Settings(BaseSettings):
         description="URL POSTed a notice when a run fails, and when one succeeds after failures.",
     )
 
-    @field_validator("admin_token")
+    @field_validator("admin_token", "view_token", "metrics_token")
     @classmethod
-    def _admin_token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None:
-            token = value.get_secret_value()
-            if len(token) < 16 or not token.isprintable() or " " in token:
-                raise ValueError("must be at least 16 printable characters without spaces")
+    def _token_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not is_strong_token(value.get_secret_value()):
+            raise ValueError("must be 16 to 1,000 printable ASCII characters without spaces")
         return value
+
+    @field_validator("auth_proxy_header")
+    @classmethod
+    def _header_name(cls, value: str | None) -> str | None:
+        if value is not None and not _HEADER_NAME.match(value):
+            raise ValueError("must be an HTTP header name such as Remote-User")
+        if value is not None and value.lower() in _RESERVED_HEADERS:
+            raise ValueError("must not be a header clients or proxies send for other purposes")
+        return value
+
+    @field_validator("auth_proxy_admins")
+    @classmethod
+    def _user_names(cls, value: frozenset[str]) -> frozenset[str]:
+        for name in value:
+            if not _USER_NAME.match(name):
+                raise ValueError("must be user names without spaces, commas or control characters")
+        return value
+
+    @model_validator(mode="after")
+    def _access_is_consistent(self) -> Settings:
+        if self.auth_proxy_header is not None and not self.trusted_proxies:
+            raise ValueError("AUTH_PROXY_HEADER needs TRUSTED_PROXIES (the proxy's addresses)")
+        if self.auth_proxy_admins and self.auth_proxy_header is None:
+            raise ValueError("AUTH_PROXY_ADMINS needs AUTH_PROXY_HEADER")
+        tokens = [t.get_secret_value() for t in (self.admin_token, self.view_token) if t]
+        if self.metrics_token is not None and self.metrics_token.get_secret_value() in tokens:
+            raise ValueError("METRICS_TOKEN must differ from ADMIN_TOKEN and VIEW_TOKEN")
+        if len(tokens) == 2 and tokens[0] == tokens[1]:
+            raise ValueError("VIEW_TOKEN must differ from ADMIN_TOKEN")
+        if not self.loopback_bind and not (
+            self.view_token is not None
+            or self.auth_proxy_header is not None
+            or self.allow_anonymous_viewers is not None
+        ):
+            raise ValueError(
+                f"HOST={self.host} lets other machines in, so viewers must prove who they are: "
+                "set VIEW_TOKEN (or VIEW_TOKEN_FILE), AUTH_PROXY_HEADER with TRUSTED_PROXIES, "
+                "or ALLOW_ANONYMOUS_VIEWERS"
+            )
+        return self
+
+    @property
+    def loopback_bind(self) -> bool:
+        """True when the server listens on this machine's loopback interface only."""
+        return is_loopback(self.host)
 
     @field_validator("public_url")
     @classmethod
@@ -253,6 +348,63 @@ class Settings(BaseSettings):
         return ZoneInfo(self.timezone)
 
 
+# Headers that a client or a proxy sends for its own purposes: never a user name.
+_RESERVED_HEADERS = frozenset(
+    {
+        "authorization",
+        "cookie",
+        "host",
+        "origin",
+        "referer",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-forwarded-prefix",
+        "x-real-ip",
+        "content-length",
+        "content-type",
+    }
+)
+
+
+def is_strong_token(token: str) -> bool:
+    """16 to 1,000 printable ASCII characters, none of them a space."""
+    return 16 <= len(token) <= 1000 and token.isascii() and token.isprintable() and " " not in token
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _comma_list(value: object, what: str) -> object:
+    """A comma-separated variable as a list of its non-empty, stripped items."""
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    if value is None:
+        raise ValueError(f"must be {what}")
+    return value
+
+
+def _networks(value: object) -> object:
+    """Addresses and CIDRs (``127.0.0.1``, ``10.0.0.0/8``, ``::1``) as networks."""
+    if not isinstance(value, list | tuple):
+        return value
+    networks = []
+    for item in value:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except (TypeError, ValueError):
+            raise ValueError(f"{item!r} is not an IP address or network (CIDR)") from None
+    return tuple(networks)
+
+
 def _is_http_url(text: str) -> bool:
     """An http or https URL with a host and, if any, a valid port."""
     try:
@@ -267,24 +419,60 @@ class SettingsError(Exception):
     """The environment holds an invalid setting; the message is one line per variable."""
 
 
-def load_settings() -> Settings:
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Build the settings from the process environment; the one place that reads it.
 
-    Raises SettingsError with one line per invalid variable, naming it and what is wrong.
+    A secret may come from a file named by ``<NAME>_FILE`` (its content, less one final line
+    break). Raises SettingsError with one line per invalid variable, naming it and what is
+    wrong, never a secret's value.
     """
+    env = os.environ if environ is None else environ
+    from_files, problems = _secrets_from_files(env)
+    if problems:
+        raise SettingsError("\n".join(problems))
     try:
-        return Settings()
+        return Settings(**from_files)  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise SettingsError(_describe(exc)) from None
+        raise SettingsError(_describe(exc, from_files)) from None
 
 
-def _describe(exc: ValidationError) -> str:
+def _secrets_from_files(env: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    values: dict[str, str] = {}
+    problems: list[str] = []
+    for name in SECRETS:
+        variable = f"{name.upper()}_FILE"
+        path = env.get(variable, "")
+        if not path:
+            continue
+        if env.get(name.upper()):
+            problems.append(f"invalid {variable}: set {name.upper()} or {variable}, not both")
+            continue
+        try:
+            with open(path, encoding="utf-8") as file:
+                text = file.read(100_001)
+        except OSError as exc:
+            problems.append(f"invalid {variable}: cannot read {path}: {exc.strerror or exc}")
+            continue
+        except UnicodeDecodeError:
+            problems.append(f"invalid {variable}: {path} is not UTF-8 text")
+            continue
+        if len(text) > 100_000:
+            problems.append(f"invalid {variable}: {path} is too long for a secret")
+            continue
+        values[name] = text.removesuffix("\n").removesuffix("\r")
+    return values, problems
+
+
+def _describe(exc: ValidationError, from_files: Mapping[str, str] | None = None) -> str:
+    from_files = from_files or {}
     lines = []
     for error in exc.errors(include_url=False):
-        variable = ".".join(str(part) for part in error["loc"]).upper() or "settings"
+        variable = str(error["loc"][0]).upper() if error["loc"] else "settings"
+        if variable.lower() in from_files:
+            variable += "_FILE"
         message = error["msg"].removeprefix("Value error, ")
         value = error.get("input")
-        secret = any(str(part) in _SECRET for part in error["loc"])
+        secret = any(str(part) in SECRETS for part in error["loc"])
         shown = f" (got {value!r})" if isinstance(value, str) and len(value) <= 200 else ""
         shown = "" if secret else shown
         lines.append(f"invalid {variable}: {message}{shown}")

@@ -1,12 +1,19 @@
 // Talking to the service. Every URL is relative to the page's <base>, so the page works
-// behind a reverse proxy under any sub-path.
+// behind a reverse proxy under any sub-path. Credentials travel only in the session cookie
+// the browser sends by itself (same origin): the page never holds a token.
 
-import { $, say } from "./dom.js";
+import { say } from "./dom.js";
 
-const TOKEN_KEY = "joblog.adminToken";
+let unauthorized = () => {};
+
+/** Who to tell when the service answers 401: the caller's session has ended (or never was). */
+export function whenUnauthorized(handler) {
+  unauthorized = handler;
+}
 
 export async function getJSON(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" } });
+  if (response.status === 401) unauthorized({ action: false });
   if (!response.ok) throw new ApiError(response.status, await errorText(response));
   return response.json();
 }
@@ -27,46 +34,27 @@ async function errorText(response) {
   }
 }
 
-/** POST with the admin token (asked once on a 401, kept for this browser session only). */
+/** POST an action (run now, cancel): it needs the admin role. */
 export async function post(path) {
-  for (let attempt = 0; attempt < 2; attempt += 1) {
-    const token = sessionStorage.getItem(TOKEN_KEY);
-    const headers = { Accept: "application/json" };
-    if (token) headers.Authorization = `Bearer ${token}`;
-    const response = await fetch(path, { method: "POST", headers });
-    if (response.status === 401 && attempt === 0 && (await askToken())) continue;
-    const body = await response.json().catch(() => ({}));
-    if (response.ok) return body;
-    if (response.status === 403 && token) sessionStorage.removeItem(TOKEN_KEY);
-    throw new ApiError(response.status, explain(response.status, body));
-  }
-  throw new ApiError(401, "An admin token is needed to do this.");
+  const response = await fetch(path, { method: "POST", headers: { Accept: "application/json" } });
+  const body = await response.json().catch(() => ({}));
+  if (response.ok) return body;
+  if (response.status === 401) unauthorized({ action: true });
+  throw new ApiError(response.status, explain(response.status, body));
 }
 
 function explain(status, body) {
   const detail = body.error ? ` (${body.error})` : "";
   switch (status) {
-    case 401: return "An admin token is needed to do this.";
-    case 403: return `Not allowed${detail}. Check the admin token.`;
+    case 401: return "Sign in as admin to do this.";
+    case 403: return `Not allowed${detail}.`;
     case 409: return `Not possible right now${detail}.`;
     default: return `The service answered ${status}${detail}.`;
   }
 }
 
-function askToken() {
-  const dialog = $("token-dialog");
-  const input = $("token-input");
-  input.value = "";
-  return new Promise((resolve) => {
-    dialog.addEventListener("close", () => {
-      const ok = dialog.returnValue === "ok" && input.value.trim() !== "";
-      if (ok) sessionStorage.setItem(TOKEN_KEY, input.value.trim());
-      resolve(ok);
-    }, { once: true });
-    dialog.showModal();
-  });
-}
-
 export function report(error) {
+  // A 401 brings up the sign-in form, which says what to do; a message would only repeat it.
+  if (error instanceof ApiError && error.status === 401) return;
   say(error instanceof ApiError ? error.message : `Something went wrong: ${error}`, "error");
 }

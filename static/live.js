@@ -4,10 +4,16 @@ import { $ } from "./dom.js";
 
 const listeners = new Set();
 let source = null;
+let stillAllowed = async () => true;
 
 export function onJobLog(listener) {
   listeners.add(listener);
   return () => listeners.delete(listener);
+}
+
+/** ``check()`` says (true/false) whether a stream the browser gave up on may be opened again. */
+export function whenClosed(check) {
+  stillAllowed = check;
 }
 
 function show(state) {
@@ -18,16 +24,36 @@ function show(state) {
 }
 
 export function connect() {
-  source = new EventSource("api/events");
-  source.addEventListener("open", () => show("live"));
-  source.addEventListener("error", () => {
-    show(source.readyState === EventSource.CLOSED ? "offline" : "reconnecting");
-    if (source.readyState === EventSource.CLOSED) setTimeout(connect, 5000);
+  const mine = new EventSource("api/events");
+  source = mine;
+  mine.addEventListener("open", () => show("live"));
+  mine.addEventListener("error", () => {
+    if (mine.readyState !== EventSource.CLOSED) {
+      show("reconnecting");
+      return;
+    }
+    show("offline");
+    if (mine === source) reopen(mine);
   });
-  source.addEventListener("job_log", (event) => {
+  mine.addEventListener("job_log", (event) => {
     const log = JSON.parse(event.data);
     for (const listener of listeners) listener(log);
   });
+}
+
+async function reopen(closed) {
+  // The browser gives up on a stream after any answer but 200: a restart's 502 looks the same
+  // as the 401 of a session that has ended, so who the caller is comes first.
+  if (!(await stillAllowed()) || closed !== source) return;
+  setTimeout(() => {
+    if (closed === source) connect();
+  }, 5000);
+}
+
+export function disconnect() {
+  if (source) source.close();
+  source = null;
+  show("connecting");
 }
 
 window.addEventListener("offline", () => show("offline"));

@@ -10,7 +10,6 @@ let refreshing = null;
 export function start(navigate) {
   $("run-now").addEventListener("click", () => runNow(navigate));
   onJobLog(() => refreshSoon());
-  refresh();
 }
 
 function refreshSoon() {
@@ -36,6 +35,20 @@ export async function refresh() {
   } catch (error) {
     report(error);
   }
+}
+
+/** Forget every figure shown (signed out): answers still on their way are dropped too. */
+export function clear() {
+  asked += 1;
+  clearTimeout(refreshing);
+  running = null;
+  $("source").textContent = "…";
+  $("next-run").textContent = "…";
+  for (const key of ["total", "success", "error", "processing", "pending"]) {
+    $(`count-${key}`).textContent = "–";
+  }
+  $("latest").replaceChildren("none yet");
+  $("strip").replaceChildren();
 }
 
 function header(status) {

@@ -33,7 +33,17 @@ export function start(navigate) {
     clearTimeout(changes);
     changes = setTimeout(load, 200);
   });
-  load();
+}
+
+/** Forget the runs shown (signed out): answers still on their way are dropped too. */
+export function clear() {
+  asked += 1;
+  clearTimeout(typing);
+  clearTimeout(changes);
+  total = 0;
+  $("runs-table").tBodies[0].replaceChildren();
+  $("runs-empty").hidden = true;
+  $("page-info").textContent = "";
 }
 
 function query() {

@@ -4,6 +4,7 @@
 import { ApiError, getJSON, post, report } from "./api.js";
 import { $, badge, duration, el, say, timeEl, when } from "./dom.js";
 import { reflect } from "./live.js";
+import { isAdmin } from "./session.js";
 
 const ROW = 22;          // px, one line; matches --row in style.css
 const OVERSCAN = 20;     // rows rendered above and below the visible ones
@@ -148,6 +149,28 @@ export function close() {
   stream = null;
 }
 
+/** Close and forget the run shown (signed out): answers still on their way are dropped too. */
+export function forget() {
+  close();
+  name = null;
+  log = null;
+  lines = [];
+  clearTimeout(findTimer);
+  $("run-name").textContent = "";
+  $("run-times").textContent = "";
+  $("run-banner").textContent = "";
+  $("run-banner").hidden = true;
+  $("find-results").replaceChildren();
+  $("download").removeAttribute("href");
+  draw();
+  showActions();
+}
+
+/** Cancel only for an admin, and only while the run is going. */
+export function showActions() {
+  $("cancel-run").hidden = log === null || finished(log) || !isAdmin();
+}
+
 function follow(after) {
   // Replays what came after the last line loaded, then goes on live; on a reconnect the
   // browser sends the last id it has and gets exactly what it missed.
@@ -184,8 +207,9 @@ async function resume(closed) {
     queueDraw();
     if (finished(state)) update(state);
     else follow(lastId());
-  } catch {
-    setTimeout(resume, 2000, closed);  // the service is still away
+  } catch (error) {
+    // The service is still away; a 401 brought up the sign-in form, which follows on by itself.
+    if (!(error instanceof ApiError && error.status === 401)) setTimeout(resume, 2000, closed);
   }
 }
 
@@ -194,7 +218,7 @@ function update(next, final = true) {
   $("run-status").replaceWith(badge(log.status, "run-status"));
   $("run-times").textContent =
     `started ${when(log.created_at)} · ${log.duration_seconds === null ? "running…" : duration(log.duration_seconds)}`;
-  $("cancel-run").hidden = finished(log);
+  showActions();
   if (final && finished(log)) banner();
 }
 
@@ -282,7 +306,9 @@ async function find() {
   }
   try {
     const query = new URLSearchParams({ q: text, limit: "1000" });
-    const page = await getJSON(`api/job_logs/${encodeURIComponent(name)}/details?${query}`);
+    const runName = name;
+    const page = await getJSON(`api/job_logs/${encodeURIComponent(runName)}/details?${query}`);
+    if (runName !== name) return;
     const more = page.next_after !== null;
     $("find-count").textContent =
       `${page.items.length.toLocaleString()}${more ? "+" : ""} matching line${page.items.length === 1 ? "" : "s"}`;

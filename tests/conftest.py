@@ -10,13 +10,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
 from service.components import open_database
-from service.settings import Settings
+from service.settings import SECRET_FILE_VARIABLES, Settings
 from service.store import Database
-from tests.support.api import Client, MakeClient
+from tests.support.api import ADMIN_TOKEN, Client, MakeClient
 from tests.support.clock import FakeClock
 
 
@@ -25,6 +26,8 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No setting leaks in from the machine running the tests."""
     for name in Settings.model_fields:
         monkeypatch.delenv(name.upper(), raising=False)
+    for variable in SECRET_FILE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
 
 
 @pytest.fixture
@@ -47,6 +50,7 @@ def settings(database_path: Path) -> Settings:
         sync_interval_seconds=0,
         sync_on_start=False,
         demo_delay_seconds=0,
+        admin_token=SecretStr(ADMIN_TOKEN),
     )
 
 

@@ -8,7 +8,9 @@ set -eu
 # unixodbc and its drivers (libsqliteodbc, odbc-postgresql, tdsodbc) and a postgresql server:
 # the sync job reads real sources through real ODBC drivers.
 # chromium: the browser Playwright drives through the page (Playwright never downloads one).
-PACKAGES="ruby ruby-activerecord ruby-sqlite3 unixodbc libsqliteodbc odbc-postgresql tdsodbc postgresql chromium"
+# nginx, curl, systemd: docs/deploy/ run for real (the tests start their own nginx in their own
+# folder; systemd-analyze checks the unit; curl follows the event stream as an operator does).
+PACKAGES="ruby ruby-activerecord ruby-sqlite3 unixodbc libsqliteodbc odbc-postgresql tdsodbc postgresql chromium nginx curl systemd"
 
 missing=""
 for package in $PACKAGES; do

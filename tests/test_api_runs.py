@@ -16,6 +16,7 @@ from service import appkeys
 from service.app import create_app
 from service.settings import Settings
 from service.store import Status, get_job_log, get_job_log_by_name
+from tests.support.api import ADMIN
 
 Client = TestClient[web.Request, web.Application]
 MakeClient = Callable[..., Awaitable[Client]]
@@ -55,7 +56,7 @@ async def test_status_before_any_run(make_client: MakeClient) -> None:
 
 async def test_run_now_then_status_shows_it(make_client: MakeClient) -> None:
     client = await make_client(demo_delay_seconds=0.2)
-    response = await client.post("/api/job_logs")
+    response = await client.post("/api/job_logs", headers=ADMIN)
     assert response.status == 202
     log = await response.json()
     assert log["status"] == "pending"
@@ -72,13 +73,13 @@ async def test_run_now_then_status_shows_it(make_client: MakeClient) -> None:
 
 async def test_a_second_run_is_409_with_the_running_one(make_client: MakeClient) -> None:
     client = await make_client(demo_delay_seconds=5)
-    first = await (await client.post("/api/job_logs")).json()
-    second = await client.post("/api/job_logs")
+    first = await (await client.post("/api/job_logs", headers=ADMIN)).json()
+    second = await client.post("/api/job_logs", headers=ADMIN)
     assert second.status == 409
     body = await second.json()
     assert body["error"] == "a sync run is already in progress"
     assert body["job_log"]["id"] == first["id"]
-    cancelled = await client.post(f"/api/job_logs/{first['name']}/cancel")
+    cancelled = await client.post(f"/api/job_logs/{first['name']}/cancel", headers=ADMIN)
     assert cancelled.status == 202
     assert (await cancelled.json())["status"] == "error"
     detail = (await get_job_log(client.app[appkeys.DATABASE], first["id"])).details[-1]
@@ -87,24 +88,24 @@ async def test_a_second_run_is_409_with_the_running_one(make_client: MakeClient)
 
 async def test_cancel_of_a_run_that_is_not_running_is_409(make_client: MakeClient) -> None:
     client = await make_client()
-    log = await (await client.post("/api/job_logs")).json()
+    log = await (await client.post("/api/job_logs", headers=ADMIN)).json()
     await finished(client, log["id"])
-    response = await client.post(f"/api/job_logs/{log['id']}/cancel")
+    response = await client.post(f"/api/job_logs/{log['id']}/cancel", headers=ADMIN)
     assert response.status == 409
     body = await response.json()
     assert body["error"] == f"job log {log['name']} is not running"
     assert body["job_log"]["status"] == "success"
-    assert (await client.post("/api/job_logs/12345/cancel")).status == 404
+    assert (await client.post("/api/job_logs/12345/cancel", headers=ADMIN)).status == 404
 
 
 async def test_force_passes_the_shrink_guard(make_client: MakeClient, database_path: Any) -> None:
     client = await make_client()
-    first = await (await client.post("/api/job_logs")).json()
+    first = await (await client.post("/api/job_logs", headers=ADMIN)).json()
     assert await finished(client, first["id"]) is Status.success
-    bad = await client.post("/api/job_logs?force=maybe")
+    bad = await client.post("/api/job_logs?force=maybe", headers=ADMIN)
     assert bad.status == 400
     assert (await bad.json())["field"] == "force"
-    forced = await (await client.post("/api/job_logs?force=true")).json()
+    forced = await (await client.post("/api/job_logs?force=true", headers=ADMIN)).json()
     assert await finished(client, forced["id"]) is Status.success
 
 
@@ -121,7 +122,7 @@ async def test_cross_site_and_rebinding_posts_are_refused(
     make_client: MakeClient, headers: dict[str, str], status: int
 ) -> None:
     client = await make_client()
-    response = await client.post("/api/job_logs", headers=headers)
+    response = await client.post("/api/job_logs", headers={**ADMIN, **headers})
     assert response.status == status
     assert "error" in await response.json()
     assert (await (await client.get("/api/job_logs/stats")).json())["total"] == 0
@@ -130,12 +131,16 @@ async def test_cross_site_and_rebinding_posts_are_refused(
 async def test_same_origin_and_public_host_are_accepted(make_client: MakeClient) -> None:
     client = await make_client(public_url="https://joblog.plant.example")
     host = f"127.0.0.1:{client.port}"
-    same = await client.post("/api/job_logs", headers={"Origin": f"http://{host}"})
+    same = await client.post("/api/job_logs", headers={**ADMIN, "Origin": f"http://{host}"})
     assert same.status == 202
     await finished(client, (await same.json())["id"])
     public = await client.post(
         "/api/job_logs",
-        headers={"Host": "joblog.plant.example", "Origin": "https://joblog.plant.example"},
+        headers={
+            **ADMIN,
+            "Host": "joblog.plant.example",
+            "Origin": "https://joblog.plant.example",
+        },
     )
     assert public.status == 202
 
@@ -159,14 +164,14 @@ async def test_cancels_racing_starts_leave_every_run_closed(
     client = await make_client()
     names = []
     for attempt in range(40):
-        started = await client.post("/api/job_logs")
+        started = await client.post("/api/job_logs", headers=ADMIN)
         if started.status != 202:
             await asyncio.sleep(0.01)
             continue
         log = await started.json()
         names.append(log["name"])
         await asyncio.sleep(0.002 * (attempt % 5))
-        cancelled = await client.post(f"/api/job_logs/{log['name']}/cancel")
+        cancelled = await client.post(f"/api/job_logs/{log['name']}/cancel", headers=ADMIN)
         assert cancelled.status in (202, 409)
     db = client.app[appkeys.DATABASE]
     for name in names:
@@ -176,6 +181,6 @@ async def test_cancels_racing_starts_leave_every_run_closed(
         assert sum(m.startswith("ERROR") for m in messages) <= 1
         if log.status is Status.success:
             assert messages[-1].startswith("Job completed successfully")
-    last = await (await client.post("/api/job_logs")).json()
+    last = await (await client.post("/api/job_logs", headers=ADMIN)).json()
     assert "name" in last, last
     assert await finished(client, last["id"]) is Status.success

@@ -38,6 +38,7 @@ from service.store import (
 )
 from service.store import history as store_history
 from tests.support import joblogs
+from tests.support.api import ADMIN_TOKEN
 from tests.support.clock import FakeClock
 from tests.support.sse import SSEComment, SSEEvent, SSEItem, SSEReader, parse
 
@@ -307,7 +308,11 @@ async def raw_stream(port: int, rcvbuf: int = 4096) -> AsyncIterator[RawStream]:
         sock.setblocking(False)
         loop = asyncio.get_running_loop()
         await loop.sock_connect(sock, ("127.0.0.1", port))
-        request = f"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+        # HTTP/1.0 is what a proxy speaks, never a local client: it proves itself.
+        request = (
+            f"GET /api/events HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {ADMIN_TOKEN}\r\n\r\n"
+        )
         await loop.sock_sendall(sock, request.encode())
         yield RawStream(sock)
     finally:

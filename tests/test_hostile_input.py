@@ -27,6 +27,7 @@ from service import appkeys
 from service.http import pages
 from service.resources import static_dir
 from service.store import JobLog, Status, add_detail, create_job_log, set_status
+from tests.support.api import ADMIN
 from tests.support.clock import FakeClock
 from tests.support.rawhttp import RawAnswer, exchange, exchange_async, request_bytes
 from tests.support.server import ServerProcess
@@ -135,7 +136,7 @@ async def test_a_malformed_parameter_is_400_naming_it(
 async def test_a_malformed_post_parameter_is_400_and_starts_nothing(
     client: Client, query: str
 ) -> None:
-    response = await client.post(yarl.URL(f"/api/job_logs?{query}", encoded=True))
+    response = await client.post(yarl.URL(f"/api/job_logs?{query}", encoded=True), headers=ADMIN)
     assert response.status == 400, await response.text()
     assert (await response.json())["field"] in ("force", "%ff")
     stats = await (await client.get("/api/job_logs/stats")).json()
@@ -191,13 +192,13 @@ async def test_what_is_over_the_parsers_limits_gets_its_400(client: Client, case
 
 async def test_a_post_with_a_body_is_413_and_starts_nothing(client: Client) -> None:
     for path in ("/api/job_logs", "/api/job_logs/1/cancel"):
-        response = await client.post(path, data=io.BytesIO(b"x" * 2_000_000))
+        response = await client.post(path, data=io.BytesIO(b"x" * 2_000_000), headers=ADMIN)
         assert response.status == 413, await response.text()
         assert await response.json() == {"error": "this request takes no body"}
         assert response.headers["Connection"] == "close"
     stats = await (await client.get("/api/job_logs/stats")).json()
     assert stats["total"] == 0
-    assert (await client.post("/api/job_logs", data=b"")).status == 202
+    assert (await client.post("/api/job_logs", data=b"", headers=ADMIN)).status == 202
 
 
 async def test_expect_100_continue_with_a_body_is_413_before_the_body(client: Client) -> None:

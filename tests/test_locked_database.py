@@ -13,7 +13,7 @@ from pathlib import Path
 from service.settings import Settings
 from service.sources.demo import ROWS
 from service.store import Database, JobLogWithDetails, Status, get_job_log
-from tests.support.api import MakeClient
+from tests.support.api import ADMIN, MakeClient
 from tests.support.sync import sync_service, table_rows, tables
 from tests.test_sync_demo import DEMO_DETAILS
 
@@ -144,11 +144,11 @@ async def test_a_run_asked_for_while_the_database_is_locked_is_a_503(
 ) -> None:
     client = await make_client(database_busy_timeout_seconds=0.2)
     async with lock_holder(database_path) as hold, hold():
-        response = await client.post("/api/job_logs")
+        response = await client.post("/api/job_logs", headers=ADMIN)
         assert response.status == 503
         assert response.headers["Retry-After"] == "5"
         body = await response.json()
         assert "database is locked" in body["error"]
         reads = await client.get("/api/job_logs")
         assert reads.status == 200
-    assert (await client.post("/api/job_logs")).status == 202
+    assert (await client.post("/api/job_logs", headers=ADMIN)).status == 202

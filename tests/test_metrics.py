@@ -17,7 +17,7 @@ from service.settings import Settings
 from service.sources.demo import ROWS
 from service.store import Status, get_job_log
 from service.store.timestamps import to_db
-from tests.support.api import Client, MakeClient, run_to_end
+from tests.support.api import ADMIN, Client, MakeClient, run_to_end
 from tests.support.clock import FakeClock
 from tests.test_events import raw_stream
 
@@ -125,7 +125,7 @@ async def test_a_run_written_by_another_process_counts_too(
 
 async def test_a_tick_that_finds_a_run_going_is_counted(make_client: MakeClient) -> None:
     client = await make_client(demo_delay_seconds=0.3)
-    assert (await client.post("/api/job_logs")).status == 202
+    assert (await client.post("/api/job_logs", headers=ADMIN)).status == 202
     assert await client.app[appkeys.SCHEDULER].run_once() is None
     samples = await scrape(client)
     assert value(samples, "joblog_skipped_ticks_total") == 1

@@ -22,6 +22,7 @@ def test_values_are_read_from_the_environment(
 ) -> None:
     monkeypatch.setenv("DATABASE_PATH", str(tmp_path / "x.sqlite3"))
     monkeypatch.setenv("HOST", "0.0.0.0")
+    monkeypatch.setenv("VIEW_TOKEN", "a-viewer-token-of-some-length")
     monkeypatch.setenv("PORT", "5000")
     monkeypatch.setenv("LOG_LEVEL", "WARNING")
     monkeypatch.setenv("TIMEZONE", "Europe/Berlin")
@@ -130,3 +131,92 @@ def test_source_settings_that_contradict(
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert str(caught.value) == says
+
+
+# --- who may see: the start-up refusal and secrets from files ---------------------------------
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "joblog.plant.example"])
+def test_listening_beyond_loopback_without_a_way_to_view_stops_the_service(
+    tmp_path: Path, host: str
+) -> None:
+    result = run_service(tmp_path, timeout=30, HOST=host, DATABASE_PATH=str(tmp_path / "x.db"))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert f"HOST={host} lets other machines in" in lines[0]
+    for setting in ("VIEW_TOKEN", "AUTH_PROXY_HEADER", "ALLOW_ANONYMOUS_VIEWERS"):
+        assert setting in lines[0]
+    assert not (tmp_path / "x.db").exists(), "nothing is made before the settings hold"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"AUTH_PROXY_HEADER": "Remote-User"}, "AUTH_PROXY_HEADER needs TRUSTED_PROXIES"),
+        ({"AUTH_PROXY_ADMINS": "alice"}, "AUTH_PROXY_ADMINS needs AUTH_PROXY_HEADER"),
+        ({"TRUSTED_PROXIES": "10.0.0.0/8, nonsense"}, "'nonsense' is not an IP address"),
+        ({"AUTH_PROXY_HEADER": "X-Forwarded-For", "TRUSTED_PROXIES": "::1"}, "must not be"),
+        ({"AUTH_PROXY_HEADER": "Remote User", "TRUSTED_PROXIES": "::1"}, "HTTP header name"),
+        ({"VIEW_TOKEN": "short"}, "16 to 1,000 printable ASCII characters"),
+        ({"ADMIN_TOKEN": "same-token-for-both-1", "VIEW_TOKEN": "same-token-for-both-1"}, "differ"),
+        ({"SESSION_HOURS": "0"}, "greater than 0"),
+        ({"ALLOW_ANONYMOUS_VIEWERS": "perhaps"}, "valid boolean"),
+    ],
+)
+def test_access_settings_that_cannot_work(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
+) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert says in str(caught.value)
+    assert len(str(caught.value).splitlines()) == 1
+    assert "same-token-for-both-1" not in str(caught.value)
+
+
+SECRET_VALUES = {
+    "ADMIN_TOKEN": "admin-token-from-a-file-1",
+    "VIEW_TOKEN": "view-token-from-a-file-22",
+    "METRICS_TOKEN": "metrics-token-from-a-file",
+    "SOURCE_ODBC": "DRIVER={FreeTDS};SERVER=casql2.example;UID=u;PWD=file-secret-pw",
+    "NOTIFY_WEBHOOK_URL": "https://hooks.example/services/T0/file-secret-hook",
+}
+
+
+@pytest.mark.parametrize("name", SECRET_VALUES)
+def test_each_secret_can_come_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET_VALUES[name] + "\n")  # as `echo` and editors leave it
+    monkeypatch.setenv(f"{name}_FILE", str(secret))
+    value = getattr(load_settings(), name.lower())
+    assert value.get_secret_value() == SECRET_VALUES[name]
+
+
+@pytest.mark.parametrize("name", SECRET_VALUES)
+def test_a_bad_secret_file_is_one_line_naming_it_and_never_its_content(
+    tmp_path: Path, name: str
+) -> None:
+    """In a subprocess: each _FILE form, with content that is invalid, both forms at once, and
+    a file that cannot be read."""
+    bad = tmp_path / "bad"
+    bad.write_text("  not valid; PWD=leaked-secret-x \x01\n")
+    env = {"DATABASE_PATH": str(tmp_path / "x.db")}
+    cases = [
+        ({f"{name}_FILE": str(bad)}, f"invalid {name}_FILE: "),
+        ({f"{name}_FILE": str(bad), name: SECRET_VALUES[name]}, "not both"),
+        ({f"{name}_FILE": str(tmp_path / "missing")}, "cannot read"),
+    ]
+    for extra, says in cases:
+        result = run_service(tmp_path, timeout=30, **env, **extra)
+        assert result.returncode == 2, result.stderr
+        lines = result.stderr.splitlines()
+        assert len(lines) == 1, result.stderr
+        assert lines[0].startswith(f"invalid {name}_FILE: "), lines[0]
+        assert says in lines[0]
+        assert "leaked-secret-x" not in result.stderr
+        assert SECRET_VALUES[name] not in result.stderr

@@ -45,7 +45,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         }
         response = error_body(exc.status, exc.reason)
         response.headers.update(headers)
-        if exc.status == 413:  # the body was not read: the connection cannot carry another
+        if exc.status == 413 or (request.can_read_body and not request.content.at_eof()):
+            # The body was not read (refused unread): the connection cannot carry another.
             response.force_close()
         return response
     except sqlite3.Error as exc:

@@ -1,70 +1,53 @@
-"""Who may change things (POST): a bearer token, or loopback clients; never a cross-site page.
+"""Requests that change state come from this service's own page or from a script, never from
+another site or through a rebound DNS name.
 
-With ADMIN_TOKEN set, ``Authorization: Bearer <token>`` is required (401 without, 403 wrong,
-compared in constant time); unset, only loopback clients may POST. Either way the ``Host`` must
-be a loopback name or PUBLIC_URL's host (no DNS rebinding) and an ``Origin``, when sent, must
-match the ``Host`` (no cross-site form or fetch).
+- The ``Host`` (as the client sent it, or as a trusted proxy forwards it) must be a loopback
+  name, PUBLIC_URL's host, or a host a trusted proxy forwarded (the proxy decides which names
+  reach the service).
+- A browser says where a request comes from: ``Sec-Fetch-Site`` must then be ``same-origin``;
+  a browser too old to send it must send an ``Origin`` that is this service's (its host as the
+  client named it, or PUBLIC_URL). Scripts send neither and prove themselves with a token.
+
+``Sec-Fetch-Site`` is set by the browser and no page can forge it, so it holds behind a proxy
+that rewrites ``Host`` (nginx's bare ``proxy_pass``), where ``Origin`` alone would not match.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from service.settings import Settings
+from service.http.clients import Client, hostname
+from service.settings import is_loopback
 
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
-
-def check_may_post(request: web.Request, settings: Settings) -> None:
-    """Raise 401/403 unless ``request`` may change state."""
-    host = request.headers.get("Host", "")
-    if not _allowed_host(_hostname(host), settings):
+def check_same_origin(request: web.Request, client: Client, public_url: str | None) -> None:
+    """Raise 403 unless ``request`` may change state as far as its origin goes."""
+    name = hostname(client.host)
+    public = urlsplit(public_url) if public_url else None
+    if not (is_loopback(name) or client.proxied or (public and name == public.hostname)):
         raise web.HTTPForbidden(reason="requests to this host name are not accepted")
+    site = request.headers.get("Sec-Fetch-Site")
+    if site is not None:
+        if site.lower() not in ("same-origin", "none"):
+            raise web.HTTPForbidden(reason="cross-origin requests are not accepted")
+        return
     origin = request.headers.get("Origin")
-    if origin is not None and not _same_origin(origin, host):
+    if origin is None:
+        return
+    allowed = {client.origin.lower()}
+    if public is not None:
+        allowed.add(f"{public.scheme}://{public.netloc}".lower())
+    if origin.lower() not in allowed and not _same_authority(origin, client.host):
         raise web.HTTPForbidden(reason="cross-origin requests are not accepted")
-    if settings.admin_token is not None:
-        _check_token(request, settings.admin_token.get_secret_value())
-    elif not _is_loopback(request.remote):
-        raise web.HTTPForbidden(reason="only local clients may do this (or set ADMIN_TOKEN)")
 
 
-def _check_token(request: web.Request, token: str) -> None:
-    scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not given.strip():
-        raise web.HTTPUnauthorized(
-            reason="a bearer token is required", headers={"WWW-Authenticate": "Bearer"}
-        )
-    if not hmac.compare_digest(given.strip().encode(), token.encode()):
-        raise web.HTTPForbidden(reason="the bearer token is wrong")
-
-
-def _hostname(host: str) -> str:
-    try:
-        name = urlsplit(f"//{host}").hostname
-    except ValueError:
-        return ""
-    return (name or "").lower()
-
-
-def _allowed_host(name: str, settings: Settings) -> bool:
-    return name in _LOOPBACK_NAMES or _is_loopback(name) or name == settings.public_host
-
-
-def _same_origin(origin: str, host: str) -> bool:
+def _same_authority(origin: str, host: str) -> bool:
+    """An ``Origin`` naming the same host and port, over http or https (the scheme a proxy in
+    front may terminate is not always known)."""
     try:
         parts = urlsplit(origin)
     except ValueError:
         return False
     return parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
-
-
-def _is_loopback(address: str | None) -> bool:
-    try:
-        return address is not None and ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False

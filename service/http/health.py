@@ -1,4 +1,8 @@
-"""Liveness (/healthz), readiness (/readyz) and the Prometheus metrics (/metrics)."""
+"""Liveness (/healthz), readiness (/readyz) and the Prometheus metrics (/metrics).
+
+The probes are open (health checkers carry no credentials); what they say to a caller who is
+not a viewer names no server, file or run: the status code and the word for each check only.
+"""
 
 from __future__ import annotations
 
@@ -10,25 +14,29 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from service import appkeys
+from service.credentials import Role
 from service.http import payloads
-from service.http.replies import reply
+from service.http.auth import CALLER, Access, requires
+from service.http.replies import NO_STORE, reply
 from service.store import JobLog, StoreError, history, latest_job_log
 from service.store.heartbeat import Unready
 
-NO_STORE = {"Cache-Control": "no-store"}
 # The sync is late when its last success is older than this many intervals.
 LATE_AFTER_INTERVALS = 3
 
 
+@requires(Access.public)
 async def healthz(request: web.Request) -> web.Response:
     """200 ``{"status": "ok"}`` while the event loop runs; touches no database."""
     return web.json_response({"status": "ok"}, headers=NO_STORE)
 
 
+@requires(Access.public)
 async def readyz(request: web.Request) -> web.Response:
     """200 when a real write reaches the database file and the scheduler runs; else 503.
 
-    A failing source does not make the service unready: it makes the sync late.
+    A failing source does not make the service unready: it makes the sync late. Only a viewer
+    is told which server, file and run.
     """
     app = request.app
     try:
@@ -58,7 +66,26 @@ async def readyz(request: web.Request) -> web.Response:
         next_run_at=payloads.iso_z(scheduler.next_run_at) if scheduler.next_run_at else None,
         sync=sync_state(last_success, app[appkeys.CLOCK](), interval),
     )
+    if request[CALLER].role < Role.viewer:
+        body = _discreet(body)
     return reply(body, status=200 if ready else 503, headers=NO_STORE)
+
+
+def _discreet(body: payloads.ReadyOut) -> payloads.ReadyOut:
+    """What anyone may know: ready or not, each check ``ok`` or ``failing``, the sync's state."""
+    checks = body.checks
+    return body.model_copy(
+        update={
+            "checks": payloads.ReadyChecksOut(
+                database="ok" if checks.database == "ok" else "failing",
+                scheduler="ok" if checks.scheduler == "ok" else "failing",
+            ),
+            "source": payloads.SourceOut(kind=body.source.kind, server=None),
+            "last_run": None,
+            "last_success_at": None,
+            "next_run_at": None,
+        }
+    )
 
 
 def sync_state(
@@ -73,6 +100,7 @@ def sync_state(
     return "late" if now - last_success > late else "ok"
 
 
+@requires(Access.metrics)
 async def metrics(request: web.Request) -> web.Response:
     """Every metric in the Prometheus text format."""
     body = request.app[appkeys.METRICS].render()

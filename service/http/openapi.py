@@ -3,19 +3,22 @@ that validate the requests and shape the answers, so the two cannot drift apart.
 
 What the models cannot say is added here: query parameters are optional (absent, never null),
 ``since``/``until`` take a date or a date-time, a ``{ref}`` is a name or an id, the headers every
-answer of an operation carries, and the links from a run to its sub-resources.
+answer of an operation carries, and the links from a run to its sub-resources. Who may call an
+operation is read from its route's handler (see :mod:`service.http.auth`).
 """
 
 from __future__ import annotations
 
-from functools import cache
+import json
+from collections.abc import Mapping
 from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from service.http import params, payloads
+from service.http import params, payloads, sessions
+from service.http.auth import Access, access_of
 
 _OUT: tuple[type[BaseModel], ...] = (
     payloads.JobLogOut,
@@ -29,6 +32,7 @@ _OUT: tuple[type[BaseModel], ...] = (
     payloads.ErrorOut,
     payloads.ConflictOut,
     payloads.ReadyOut,
+    payloads.SessionOut,
 )
 # What service.store.history.parse_ref finds: a name (YYYYMMDDhhmmss, then _n for a same-second
 # run) or an id. Anything else is 404, or another route's answer (``stats``, ``x.txt``).
@@ -41,7 +45,8 @@ _REF = {
     "schema": {"type": "string", "pattern": _REF_PATTERN},
     "examples": {"name": {"value": "20251215143022"}, "id": {"value": "1"}},
 }
-_SECURITY: list[dict[str, list[str]]] = [{}, {"bearer": []}]
+# A credential: a bearer token (scripts, curl) or the browser session cookie.
+_CREDENTIAL: list[dict[str, list[str]]] = [{"bearer": []}, {"session": []}]
 # A moment in a query: what service.http.params reads (ISO 8601; no offset means UTC).
 _MOMENT: dict[str, Any] = {
     "anyOf": [
@@ -138,15 +143,15 @@ _BAD_PARAMETER = _answer(
     "ErrorOut",
 )
 _NOT_FOUND = _answer("No such job log", "ErrorOut")
-_POST_ERR = {
-    "401": _answer(
-        "A bearer token is required (ADMIN_TOKEN is set)",
-        "ErrorOut",
-        {"WWW-Authenticate": _header("The scheme to use", {"const": "Bearer"})},
-    ),
-    "403": _answer("Not allowed: wrong token, not local, wrong Host, or cross-site", "ErrorOut"),
-    "413": _answer("A body was sent: this request takes none", "ErrorOut"),
-}
+_UNAUTHORIZED = _answer(
+    "No credential (or only an anonymous viewer's, for an action)",
+    "ErrorOut",
+    {"WWW-Authenticate": _header("The scheme to use", {"const": "Bearer"})},
+)
+_FORBIDDEN = _answer(
+    "Not allowed: a wrong token, a role too low, a foreign Host, or cross-site", "ErrorOut"
+)
+_POST_ERR = {"413": _answer("A body was sent: this request takes none", "ErrorOut")}
 
 
 def _history_paths() -> dict[str, Any]:
@@ -250,10 +255,10 @@ def _run_paths() -> dict[str, Any]:
             "post": {
                 "operationId": "runNow",
                 "summary": "Run the sync now",
-                "description": "Without ADMIN_TOKEN only loopback clients may; the Host must be "
-                "a loopback name or PUBLIC_URL's host, and an Origin must match it.",
+                "description": "Needs the admin role. The Host must be a loopback name, "
+                "PUBLIC_URL's host or a trusted proxy's; a browser's request must be "
+                "same-origin.",
                 "parameters": _query(params.RunParams),
-                "security": _SECURITY,
                 "responses": {
                     "202": {
                         **_answer(
@@ -274,7 +279,6 @@ def _run_paths() -> dict[str, Any]:
                 "operationId": "cancelRun",
                 "summary": "End a running run as error",
                 "parameters": [_REF],
-                "security": _SECURITY,
                 "responses": {
                     "202": _answer("The cancelled run", "JobLogOut"),
                     "404": _NOT_FOUND,
@@ -388,9 +392,48 @@ def _other_paths() -> dict[str, Any]:
     }
 
 
-@cache
-def document() -> dict[str, Any]:
-    """The OpenAPI 3.1 document."""
+def _session_paths() -> dict[str, Any]:
+    """Who is asking; a browser session from a token; its end."""
+    cookie = {"Set-Cookie": _header("joblog_session=…; HttpOnly; SameSite=Strict; Path=…")}
+    return {
+        "/api/session": {
+            "get": {
+                "operationId": "getSession",
+                "summary": "Who is asking: role (null: nobody), how it is proven, proxy user",
+                "responses": {"200": _answer("The caller", "SessionOut", _NO_STORE)},
+            },
+            "post": {
+                "operationId": "signIn",
+                "summary": "Sign a browser in with a token (the role follows the token)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": sessions.SignIn.model_json_schema()}
+                    },
+                },
+                "responses": {
+                    "200": _answer("Signed in: the session cookie is set", "SessionOut", cookie),
+                    "400": _BAD_PARAMETER,
+                    "403": _answer("The token is wrong, or the request cross-site", "ErrorOut"),
+                    "413": _answer("The body is over 16 KiB", "ErrorOut"),
+                    "415": _answer("The body is not JSON", "ErrorOut"),
+                },
+            },
+            "delete": {
+                "operationId": "signOut",
+                "summary": "Sign the browser out (the cookie is cleared)",
+                "responses": {
+                    "204": _answer("Signed out", headers=cookie),
+                    "403": _answer("The request came from another site", "ErrorOut"),
+                },
+            },
+        }
+    }
+
+
+def document(access: Mapping[tuple[str, str], Access] | None = None) -> dict[str, Any]:
+    """The OpenAPI 3.1 document; ``access`` (method, path → what it needs) adds who may call
+    each operation and the answers of a caller who may not."""
     _, schemas = models_json_schema(
         [(model, "serialization") for model in _OUT],
         ref_template="#/components/schemas/{model}",
@@ -402,19 +445,47 @@ def document() -> dict[str, Any]:
             "version": "1",
             "description": "Every run of the open-orders sync: history over REST, live over SSE.",
         },
-        "paths": {**_run_paths(), **_history_paths(), **_other_paths()},
+        "paths": _secured(
+            {**_run_paths(), **_history_paths(), **_session_paths(), **_other_paths()},
+            access or {},
+        ),
         "components": {
             "schemas": schemas.get("$defs", {}),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "joblog_session"},
+            },
         },
     }
 
 
-async def openapi(request: web.Request) -> web.Response:
-    """The document."""
-    return web.json_response(document())
+def _secured(paths: dict[str, Any], access: Mapping[tuple[str, str], Access]) -> dict[str, Any]:
+    for path, item in paths.items():
+        for method, operation in item.items():
+            need = access.get((method.upper(), path))
+            if need is None:
+                continue
+            if need is Access.public:
+                operation["security"] = []
+                continue
+            operation["security"] = _CREDENTIAL
+            responses = operation["responses"]
+            responses.setdefault("401", _UNAUTHORIZED)
+            responses.setdefault("403", _FORBIDDEN)
+    return paths
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the document's route."""
+    """Register the document's route; call it after every other route (it describes them)."""
+    access = {
+        (route.method, resource.canonical): access_of(route.handler)
+        for resource in app.router.resources()
+        for route in resource
+    }
+    body = json.dumps(document(access)).encode()
+
+    async def openapi(request: web.Request) -> web.Response:
+        """The document."""
+        return web.Response(body=body, content_type="application/json")
+
     app.router.add_get("/api/openapi.json", openapi)

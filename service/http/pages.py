@@ -10,6 +10,7 @@ from functools import cache
 
 from aiohttp import web
 
+from service.http.auth import Access, requires
 from service.resources import static_dir
 from service.store.job_logs import NAME_PATTERN
 
@@ -22,11 +23,17 @@ def _page(base: str) -> str:
     return html.replace(_BASE, f'<base href="{base}">', 1)
 
 
+# The page's files hold no data (every byte of that comes from the API, behind a viewer
+# credential): anyone may load them, so a caller without one gets the sign-in form.
+
+
+@requires(Access.public)
 async def index(request: web.Request) -> web.Response:
     """The page at the root."""
     return _html(_page("./"))
 
 
+@requires(Access.public)
 async def run_page(request: web.Request) -> web.Response:
     """The page at a run's deep link; the page itself opens the run."""
     if not NAME_PATTERN.fullmatch(request.match_info["name"]):
@@ -40,6 +47,7 @@ def _html(text: str) -> web.Response:
     )
 
 
+@requires(Access.public)
 async def static_file(request: web.Request) -> web.FileResponse:
     """A file of the page's folder; anything that resolves outside it (``..``, an absolute
     path, a symlink pointing out) or is not a file is a JSON 404."""

@@ -126,6 +126,15 @@ class ReadyOut(_Out):
     )
 
 
+class SessionOut(_Out):
+    """Who the caller is: ``role`` null when nobody; ``via`` how it was proven."""
+
+    role: Literal["viewer", "admin"] | None
+    via: Literal["token", "session", "proxy", "anonymous"] | None
+    user: str | None = Field(description="The user name a trusted proxy passed, else null.")
+    expires_at: str | None = Field(description="When a browser session ends (UTC, ISO 8601).")
+
+
 class ErrorOut(_Out):
     """What went wrong; ``field`` names the parameter at fault."""
 

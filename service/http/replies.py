@@ -7,6 +7,9 @@ from collections.abc import Mapping
 from aiohttp import web
 from pydantic import BaseModel
 
+# Answers that describe the moment (health, who is signed in) are never stored by a cache.
+NO_STORE = {"Cache-Control": "no-store"}
+
 
 def reply(
     model: BaseModel, *, status: int = 200, headers: Mapping[str, str] | None = None

@@ -6,8 +6,8 @@ from aiohttp import web
 
 from service import appkeys
 from service.http import payloads
+from service.http.auth import Access, requires
 from service.http.errors import error_body
-from service.http.guard import check_may_post
 from service.http.params import RunParams, parse
 from service.http.replies import reply
 from service.scheduler import RunInProgress
@@ -53,10 +53,10 @@ async def _expect(request: web.Request) -> web.StreamResponse | None:
     return response
 
 
+@requires(Access.admin)
 async def run_now(request: web.Request) -> web.Response:
     """Start a run: 202 with its log, or 409 with the run in progress."""
     _refuse_a_body(request)
-    check_may_post(request, request.app[appkeys.SETTINGS])
     params = parse(RunParams, request.query)
     try:
         log = await request.app[appkeys.SCHEDULER].trigger(force=params.force)
@@ -78,10 +78,10 @@ async def run_now(request: web.Request) -> web.Response:
     )
 
 
+@requires(Access.admin)
 async def cancel(request: web.Request) -> web.Response:
     """End a running run as error (``ERROR: Cancelled by request``): 202, or 409."""
     _refuse_a_body(request)
-    check_may_post(request, request.app[appkeys.SETTINGS])
     db = request.app[appkeys.DATABASE]
     log = await history.find_job_log(db, request.match_info["ref"])
     scheduler = request.app[appkeys.SCHEDULER]

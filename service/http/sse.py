@@ -20,6 +20,7 @@ from aiohttp import web
 from service import appkeys
 from service.events import Event, Subscriber, TooManySubscribers
 from service.http import payloads
+from service.http.auth import CALLER
 from service.http.params import EventParams, parse
 from service.metrics import Metrics
 from service.store import Database, JobLog, Status, history
@@ -67,6 +68,11 @@ async def events(request: web.Request) -> web.StreamResponse:
         request.app[appkeys.SETTINGS].sse_stall_seconds,
         request.app[appkeys.METRICS],
     )
+    expires_at = request[CALLER].expires_at
+    if expires_at is not None:
+        # A browser session's stream ends with the session: its reconnect is then refused.
+        left = (expires_at - request.app[appkeys.CLOCK]()).total_seconds()
+        stream.ends_at = time.monotonic() + left
     subscriber.on_cut_off = stream.abort
     try:
         await stream.open()
@@ -143,6 +149,8 @@ class _Stream:
         self._chunked = False
         self._last_detail = 0
         self._log_state: dict[int, tuple[datetime, Status]] = {}
+        # When the stream ends by itself (the caller's session expires), on the monotonic clock.
+        self.ends_at: float | None = None
 
     async def open(self) -> None:
         await self.response.prepare(self.request)
@@ -215,6 +223,8 @@ class _Stream:
                     event = await queue.get()
             except TimeoutError:
                 self.subscriber.direct = None
+                if self.ends_at is not None and time.monotonic() >= self.ends_at:
+                    return
                 self._check_progress()
                 if time.monotonic() >= next_ping:
                     next_ping = time.monotonic() + ping

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.api import ADMIN
 from tests.support.server import ServerProcess
 from tests.support.system import missing
 
@@ -39,7 +40,7 @@ def on_tmpfs(folder: Path) -> list[str]:
 
 
 def call(url: str, method: str = "GET") -> tuple[int, Any]:
-    request = urllib.request.Request(url, method=method)
+    request = urllib.request.Request(url, method=method, headers=ADMIN)
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.load(response)

@@ -16,6 +16,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.api import ADMIN
 from tests.support.server import ServerProcess, service_env
 from tests.support.system import require_command
 
@@ -37,7 +38,7 @@ def ids_in(text: str) -> list[int]:
 
 
 def post_run(server: ServerProcess) -> dict[str, object]:
-    request = urllib.request.Request(f"{server.url}/api/job_logs", method="POST")
+    request = urllib.request.Request(f"{server.url}/api/job_logs", method="POST", headers=ADMIN)
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.status == 202
         answer: dict[str, object] = json.load(response)

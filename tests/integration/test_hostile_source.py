@@ -33,6 +33,7 @@ from service.sources.base import Column
 from service.sources.connection_string import MAX_ERROR_CHARS, describe_driver_error
 from service.store import Database, Status, get_job_log
 from service.store import open_orders as orders
+from tests.support.api import ADMIN
 from tests.support.odbc import sqlite_odbc
 from tests.support.sse import SSEEvent, SSEReader
 from tests.support.sync import sync_service, table_rows, tables, with_source
@@ -281,10 +282,10 @@ async def test_the_event_stream_stays_well_formed_through_hostile_runs(
         with closing(sqlite3.connect(source)) as conn:
             conn.executescript(sql)
         # The run before may still be leaving the scheduler after its last event.
-        started = await client.post("/api/job_logs")
+        started = await client.post("/api/job_logs", headers=ADMIN)
         while started.status == 409:
             await asyncio.sleep(0.01)
-            started = await client.post("/api/job_logs")
+            started = await client.post("/api/job_logs", headers=ADMIN)
         assert started.status == 202, await started.text()
         log_id = (await started.json())["id"]
         ids.append(log_id)

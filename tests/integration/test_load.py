@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.support.api import ADMIN
 from tests.support.faults import (
     ERROR,
     OtherWriter,
@@ -471,7 +472,7 @@ def post_together(port: int, count: int) -> list[tuple[int, dict[str, Any]]]:
         try:
             conn.connect()
             barrier.wait(timeout=10)
-            conn.request("POST", "/api/job_logs")
+            conn.request("POST", "/api/job_logs", headers=ADMIN)
             response = conn.getresponse()
             return response.status, json.loads(response.read())
         finally:

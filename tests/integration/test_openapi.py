@@ -32,6 +32,7 @@ from service.app import create_app
 from service.http.openapi import document
 from service.http.params import ListParams
 from service.settings import Settings
+from tests.support.api import ADMIN, ADMIN_TOKEN
 from tests.support.server import ServerProcess
 
 pytestmark = pytest.mark.integration
@@ -73,7 +74,8 @@ def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | No
 
 def _request(url: str, method: str = "GET") -> Any:
     """The JSON answer to ``method url``."""
-    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=10) as answer:
+    request = urllib.request.Request(url, method=method, headers=ADMIN)
+    with urllib.request.urlopen(request, timeout=10) as answer:
         return json.load(answer)
 
 
@@ -96,6 +98,8 @@ def seeded_server(tmp_path: Path) -> Iterator[tuple[ServerProcess, list[str]]]:
         DEMO_DELAY_SECONDS="0",
         SYNC_ON_START="false",
         SYNC_INTERVAL_SECONDS="0",
+        # Every operation that declares a credential must then refuse a request without one.
+        ALLOW_ANONYMOUS_VIEWERS="false",
     ) as server:
         server.wait_ready()
         runs = [_finished_run(server.url) for _ in range(2)]
@@ -116,6 +120,7 @@ request-timeout = 10
 
 [headers]
 Host = "127.0.0.1:{server.port}"
+Authorization = "Bearer {ADMIN_TOKEN}"
 
 [generation]
 database = "none"

@@ -37,7 +37,12 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOTS = ROOT / "docs" / "screenshots"
 # No schedule, no run at start: every run in a test is one the test started.
 QUIET = {"SYNC_ON_START": "false", "SYNC_INTERVAL_SECONDS": "0", "DEMO_DELAY_SECONDS": "0.3"}
+# The admin token of every server here, and a viewer's for the servers that have one.
 TOKEN = "page-test-admin-token-0123"
+VIEW_TOKEN = "page-test-view-token-4567"
+ADMIN = {"Authorization": f"Bearer {TOKEN}"}
+# The page's answers to who may see: nobody without a credential, unless the test says so.
+NO_GUESTS = {"ALLOW_ANONYMOUS_VIEWERS": "false"}
 SUCCESS, ERROR, PROCESSING = 3, 2, 1
 Line = tuple[int, str]
 
@@ -79,19 +84,21 @@ _RUN_SHOWN = """(name) => {
 
 
 def serve(workdir: Path, **env: str) -> ServerProcess:
-    """A server on the demo source with no schedule (``env`` overrides)."""
-    return ServerProcess(workdir, **{**QUIET, **env})
+    """A server on the demo source with no schedule and the admin token TOKEN (``env``
+    overrides)."""
+    return ServerProcess(workdir, **{**QUIET, "ADMIN_TOKEN": TOKEN, **env})
 
 
 def get_json(server: ServerProcess, path: str) -> Any:
-    """GET ``path`` of the API, decoded."""
-    with urllib.request.urlopen(f"{server.url}{path}", timeout=5) as response:
+    """GET ``path`` of the API as an admin (a script with the token), decoded."""
+    request = urllib.request.Request(f"{server.url}{path}", headers=ADMIN)
+    with urllib.request.urlopen(request, timeout=5) as response:
         return json.load(response)
 
 
 def post(server: ServerProcess, path: str) -> dict[str, Any]:
-    """POST ``path`` (loopback, no token) and expect 202."""
-    request = urllib.request.Request(f"{server.url}{path}", method="POST")
+    """POST ``path`` as an admin (a script with the token) and expect 202."""
+    request = urllib.request.Request(f"{server.url}{path}", method="POST", headers=ADMIN)
     with urllib.request.urlopen(request, timeout=10) as response:
         assert response.status == 202
         answer: dict[str, Any] = json.load(response)
@@ -195,12 +202,61 @@ def add_run(database: Path, started: datetime, status: int, messages: Sequence[s
 # --- the page -----------------------------------------------------------------------------------
 
 
-def open_overview(page: Page, server: ServerProcess) -> None:
-    """Load the page at the root and wait until its event stream is live."""
-    page.goto(f"{server.url}/")
+def open_overview(page: Page, server: ServerProcess, *, admin: bool = False) -> None:
+    """Load the page at the root (``admin``: through the sign-in link) and wait until its event
+    stream is live."""
+    if admin:
+        sign_in_by_link(page, server)
+    else:
+        page.goto(f"{server.url}/")
     expect(page.locator("#overview-view")).to_be_visible()
     expect(page.locator("#connection")).to_have_attribute("data-state", "live")
     expect(page.locator("#connection")).to_have_text("live")
+
+
+def sign_in_by_link(page: Page, server: ServerProcess, path: str = "/", token: str = TOKEN) -> None:
+    """Open ``path`` through a sign-in link, as the service prints it; see the page take it."""
+    page.goto(f"{server.url}{path}#signin={token}")
+    expect_signed_in(page, "admin" if token == TOKEN else "viewer")
+
+
+def sign_in_with_form(page: Page, token: str) -> None:
+    """Type ``token`` into the sign-in form and send it."""
+    form = page.locator("#signin-view")
+    expect(form).to_be_visible()
+    expect(page.locator("#signin-token")).to_be_focused()
+    page.locator("#signin-token").fill(token)
+    page.locator("#signin-submit").click()
+
+
+def expect_signed_in(page: Page, who: str) -> None:
+    """The header names ``who``; the form is gone; Run now is there for an admin only."""
+    expect(page.locator("#who-name")).to_have_text(who)
+    expect(page.locator("#signin-view")).to_be_hidden()
+    run_now = page.locator("#run-now")
+    if who == "admin" or who.endswith("(admin)"):
+        expect(run_now).to_be_visible()
+    else:
+        expect(run_now).to_be_hidden()
+
+
+def expect_sign_in_form(page: Page) -> None:
+    """The sign-in form in place of every view, its token field empty, no one named."""
+    expect(page.locator("#signin-view")).to_be_visible()
+    expect(page.locator("#signin-token")).to_have_value("")
+    expect(page.locator("#signin-token")).to_have_attribute("type", "password")
+    expect(page.locator("#signin-cancel")).to_be_hidden()
+    for hidden in ("#overview-view", "#run-view", "#run-now", "#who", "#facts"):
+        expect(page.locator(hidden)).to_be_hidden()
+
+
+def stored_text(page: Page) -> str:
+    """Everything the page keeps where a script can read it: storage, cookies, the DOM."""
+    kept: str = page.evaluate(
+        "() => JSON.stringify([{...localStorage}, {...sessionStorage}, document.cookie,"
+        " location.href])"
+    )
+    return kept + page.content()
 
 
 def table_rows(page: Page) -> list[list[str]]:
@@ -276,9 +332,11 @@ def png_size(path: Path) -> tuple[int, int]:
     return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
 
 
-def follow_run_of_another_process(page: Page, server: ServerProcess, name: str) -> None:
+def follow_run_of_another_process(
+    page: Page, server: ServerProcess, name: str, *, admin: bool = False
+) -> None:
     """Open the run ``name`` (written by another process) from the table; see it go on."""
-    open_overview(page, server)
+    open_overview(page, server, admin=admin)
     expect(page.locator("#count-processing")).to_have_text("1")
     open_run_from_table(page, name)
     expect(page.locator("#run-lines li.line").first).to_be_visible()
@@ -288,12 +346,6 @@ def set_filter(page: Page, selector: str, value: str) -> None:
     """Type ``value`` into a filter field and leave it, as a user does."""
     page.locator(selector).fill(value)
     page.locator(selector).press("Tab")
-
-
-def record_post(method: str, url: str, status: int, answers: list[int]) -> None:
-    """Append the status of a ``POST .../api/job_logs`` to ``answers``."""
-    if method == "POST" and urllib.parse.urlsplit(url).path == "/api/job_logs":
-        answers.append(status)
 
 
 # --- fixtures -------------------------------------------------------------------------------------
@@ -318,7 +370,7 @@ def test_the_overview_counts_match_the_stats_and_follow_a_new_run(
         run_to_end(server, cancel=True)
         latest = run_to_end(server)
         page = watched.page
-        open_overview(page, server)
+        open_overview(page, server, admin=True)
         stats = get_json(server, "/api/job_logs/stats")
         assert stats == {"total": 3, "success": 2, "error": 1, "processing": 0, "pending": 0}
         for key in ("total", "success", "error", "processing", "pending"):
@@ -357,7 +409,7 @@ def test_run_now_shows_the_run_live_and_in_order_until_its_banner(
     with serve(tmp_path, DEMO_DELAY_SECONDS="0.5") as server, watched_page(browser) as watched:
         server.wait_ready()
         page = watched.page
-        open_overview(page, server)
+        open_overview(page, server, admin=True)
         run_now = page.locator("#run-now")
         expect(run_now).to_be_enabled()
         with page.expect_response(
@@ -422,7 +474,7 @@ def test_cancel_ends_the_run_with_the_failure_banner(tmp_path: Path, browser: Br
     with serve(tmp_path, DEMO_DELAY_SECONDS="5") as server, watched_page(browser) as watched:
         server.wait_ready()
         page = watched.page
-        open_overview(page, server)
+        open_overview(page, server, admin=True)
         name = post(server, "/api/job_logs")["name"]
         expect(page.locator("#latest a")).to_contain_text(name)
         page.locator("#latest a").click()
@@ -596,7 +648,7 @@ def test_cancelling_a_run_of_another_process_says_why_not(tmp_path: Path, browse
         server.wait_ready()
         page = watched.page
         with run_once_beside(tmp_path, delay="1") as name:
-            follow_run_of_another_process(page, server, name)
+            follow_run_of_another_process(page, server, name, admin=True)
             cancel = page.locator("#cancel-run")
             if cancel.is_visible():  # the page may not know who runs it: the service says 409
                 with page.expect_response(lambda r: r.url.endswith(f"/{name}/cancel")) as answer:
@@ -765,59 +817,244 @@ def test_scrolling_up_holds_the_view_and_jump_to_latest_follows_again(
         assert {i for i, _ in lines} >= set(added)
 
 
-def test_run_now_asks_for_the_admin_token_once(tmp_path: Path, browser: Browser) -> None:
-    with serve(tmp_path, ADMIN_TOKEN=TOKEN, DEMO_DELAY_SECONDS="0.1") as server:
+def test_a_deep_link_asks_for_a_token_and_then_opens_its_run(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with serve(tmp_path, **NO_GUESTS) as server, watched_page(browser) as watched:
+        watched.expect_network_errors(r"status of 403\b")
         server.wait_ready()
-        with watched_page(browser) as watched:
-            watched.expect_network_errors(r"status of 401\b")
-            page = watched.page
-            answers: list[int] = []
-            page.on("response", lambda r: record_post(r.request.method, r.url, r.status, answers))
-            open_overview(page, server)
-            dialog = page.locator("#token-dialog")
-            page.locator("#run-now").click()
-            expect(dialog).to_be_visible()
-            page.locator("#token-input").fill(TOKEN)
-            page.locator("#token-save").click()
-            eventually(page, lambda: answers[-1:], [202], what="the answers to Run now")
-            assert set(answers[:-1]) <= {401}, answers
-            expect(dialog).to_be_hidden()
-            wait_finished(server, get_json(server, "/api/job_logs/latest")["name"])
-            expect(page.locator("#run-now")).to_be_enabled()
+        name = run_to_end(server)
+        page = watched.page
+        asked: list[str] = []
+        page.on("request", lambda r: asked.append(urllib.parse.urlsplit(r.url).path))
+        page.goto(f"{server.url}/runs/{name}")
+        expect_sign_in_form(page)
+        assert page.url == f"{server.url}/runs/{name}"
+        assert name not in page.content()
 
-            # The token is kept for the tab: no second question, not even after a reload.
-            page.reload()
+        sign_in_with_form(page, "a-wrong-token-of-enough-length")
+        error = page.locator("#signin-error")
+        expect(error).to_have_text("That token is not valid.")
+        expect_sign_in_form(page)
+        assert page.url == f"{server.url}/runs/{name}"
+        # Nothing but the question who is asking, and the sign-in, before signing in.
+        assert {path for path in asked if path.startswith("/api/")} == {"/api/session"}
+
+        sign_in_with_form(page, TOKEN)
+        expect_signed_in(page, "admin")
+        expect(error).to_be_hidden()
+        expect_run_view(page, name)
+        assert page.url == f"{server.url}/runs/{name}"
+        expect_ended(page, server, name, "success")
+        expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        expect(page.locator("#source")).to_have_text("demo source")
+
+
+def test_the_sign_in_link_signs_in_as_admin_and_leaves_no_trace_of_the_token(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with serve(tmp_path, **NO_GUESTS) as server, watched_page(browser) as watched:
+        server.wait_ready()
+        name = run_to_end(server)
+        page = watched.page
+        said: list[str] = []
+        asked: list[str] = []
+        page.on("console", lambda message: said.append(message.text))
+        page.on("request", lambda r: asked.append(r.url))
+        page.goto(f"{server.url}/#signin={TOKEN}", wait_until="domcontentloaded")
+        # Out of the address bar before the page does anything else (path and query kept).
+        assert page.url == f"{server.url}/"
+        expect_signed_in(page, "admin")
+        expect(page.locator("#sign-out")).to_be_visible()
+        expect(page.locator("#sign-in")).to_be_hidden()
+        expect(page.locator("#latest a")).to_contain_text(name)
+        expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        assert page.url == f"{server.url}/"
+        assert TOKEN not in stored_text(page)
+        assert not any(TOKEN in url for url in asked), asked
+        assert not any(TOKEN in text for text in said), said
+        (cookie,) = [c for c in watched.context.cookies() if c["name"] == "joblog_session"]
+        assert cookie["httpOnly"]
+        assert cookie["sameSite"] == "Strict"
+        assert TOKEN not in cookie["value"]
+
+        # The same with a query and a deep link: both stay, only the fragment goes.
+        page.goto(f"{server.url}/runs/{name}?from=mail#signin={TOKEN}", wait_until="commit")
+        expect_run_view(page, name)
+        assert page.url == f"{server.url}/runs/{name}?from=mail"
+        expect_ended(page, server, name, "success")
+        assert TOKEN not in stored_text(page)
+
+
+def test_a_viewer_sees_the_runs_but_neither_run_now_nor_cancel(
+    tmp_path: Path, browser: Browser
+) -> None:
+    env = {**NO_GUESTS, "VIEW_TOKEN": VIEW_TOKEN, "DEMO_DELAY_SECONDS": "5"}
+    with serve(tmp_path, **env) as server, watched_page(browser) as watched:
+        watched.expect_network_errors(r"status of 403\b")
+        server.wait_ready()
+        name = post(server, "/api/job_logs")["name"]
+        page = watched.page
+        sign_in_by_link(page, server, token=VIEW_TOKEN)
+        expect_signed_in(page, "viewer")
+        expect(page.locator("#sign-out")).to_be_visible()
+        expect(page.locator("#count-processing")).to_have_text("1")
+        eventually(page, lambda: table_rows(page), api_rows(server), what="the runs table")
+        open_run_from_table(page, name)
+        expect(page.locator("#run-status")).to_have_class(re.compile(r"\bstatus-processing\b"))
+        expect(page.locator("#run-lines li.line").first).to_be_visible()
+        expect(page.locator("#cancel-run")).to_be_hidden()
+        expect(page.locator("#run-now")).to_be_hidden()
+
+        # The buttons are not all: the service refuses a viewer's action made by hand.
+        forged = """async (path) => {
+            const r = await fetch(path, {method: 'POST', headers: {Accept: 'application/json'}});
+            return [r.status, (await r.json()).error];
+        }"""
+        status, error = page.evaluate(forged, "api/job_logs")
+        assert status == 403, error
+        status, error = page.evaluate(forged, f"api/job_logs/{name}/cancel")
+        assert status == 403, error
+        assert get_json(server, f"/api/job_logs/{name}")["status"] == "processing"
+        assert get_json(server, "/api/job_logs/stats")["total"] == 1
+        post(server, f"/api/job_logs/{name}/cancel")
+        expect_ended(page, server, name, "error")
+        expect(page.locator("#cancel-run")).to_be_hidden()
+
+
+def test_a_guest_on_this_machine_sees_the_runs_and_may_sign_in_as_admin(
+    tmp_path: Path, browser: Browser
+) -> None:
+    with serve(tmp_path, DEMO_DELAY_SECONDS="0.1") as server, watched_page(browser) as watched:
+        server.wait_ready()
+        first = run_to_end(server)
+        page = watched.page
+        open_overview(page, server)
+        expect_signed_in(page, "guest (view only)")
+        expect(page.locator("#latest a")).to_contain_text(first)
+        eventually(page, lambda: table_rows(page), api_rows(server), what="the runs table")
+        expect(page.locator("#sign-out")).to_be_hidden()
+        sign_in = page.locator("#sign-in")
+        expect(sign_in).to_be_visible()
+
+        # Sign in opens the form; Cancel goes back to the read-only page.
+        sign_in.click()
+        expect(page.locator("#signin-view")).to_be_visible()
+        expect(page.locator("#overview-view")).to_be_hidden()
+        expect(sign_in).to_be_hidden()
+        page.locator("#signin-cancel").click()
+        expect(page.locator("#signin-view")).to_be_hidden()
+        expect(page.locator("#overview-view")).to_be_visible()
+        expect_signed_in(page, "guest (view only)")
+
+        sign_in.click()
+        sign_in_with_form(page, TOKEN)
+        expect_signed_in(page, "admin")
+        expect(page.locator("#sign-out")).to_be_visible()
+        expect(sign_in).to_be_hidden()
+        expect(page.locator("#overview-view")).to_be_visible()
+        run_now = page.locator("#run-now")
+        expect(run_now).to_be_enabled()
+        with page.expect_response(
+            lambda r: r.request.method == "POST" and r.url == f"{server.url}/api/job_logs"
+        ) as answer:
+            run_now.click()
+        assert answer.value.status == 202
+        name: str = answer.value.json()["name"]
+        expect_run_view(page, name)
+        expect_ended(page, server, name, "success")
+
+
+def test_sign_out_is_one_click_and_forgets_the_session(tmp_path: Path, browser: Browser) -> None:
+    with serve(tmp_path, **NO_GUESTS) as server, watched_page(browser) as watched:
+        server.wait_ready()
+        name = run_to_end(server)
+        page = watched.page
+        open_overview(page, server, admin=True)
+        expect(page.locator("#latest a")).to_contain_text(name)
+        assert [c["name"] for c in watched.context.cookies()] == ["joblog_session"]
+        with page.expect_response(lambda r: r.request.method == "DELETE") as answer:
+            page.locator("#sign-out").click()
+        assert answer.value.status == 204
+        expect_sign_in_form(page)
+        expect(page.locator("#signin-note")).to_have_text("You are signed out.")
+        assert watched.context.cookies() == []
+        assert name not in page.content(), "the signed-out page still holds the runs"
+        page.reload()
+        expect_sign_in_form(page)
+        expect(page.locator("#signin-note")).to_be_hidden()
+
+        # A sign-in link opened in this very tab (only the fragment changes) signs in too.
+        page.goto(f"{server.url}/#signin={TOKEN}")
+        expect_signed_in(page, "admin")
+        assert page.url == f"{server.url}/"
+        expect(page.locator("#latest a")).to_contain_text(name)
+
+
+def test_a_changed_token_ends_the_session_and_the_refused_stream_brings_up_the_form(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """The service restarts with another admin token: the event stream's reconnect is refused
+    (401) and the browser gives up on it; the page asks who it is rather than retrying."""
+    with serve(tmp_path, **NO_GUESTS) as first, watched_page(browser) as watched:
+        watched.expect_network_errors(r"status of 40[13]\b", r"net::ERR_")
+        first.wait_ready()
+        name = run_to_end(first)
+        page = watched.page
+        open_overview(page, first, admin=True)
+        expect(page.locator("#latest a")).to_contain_text(name)
+        first.stop(signal.SIGTERM)
+        expect(page.locator("#connection")).not_to_have_attribute("data-state", "live")
+        changed = "another-admin-token-after-restart"
+        with serve(tmp_path, **NO_GUESTS, PORT=str(first.port), ADMIN_TOKEN=changed) as second:
+            second.wait_ready()
+            # Nothing done on the page: the stream alone finds out.
+            expect(page.locator("#signin-view")).to_be_visible(timeout=20_000)
+            expect(page.locator("#signin-note")).to_have_text(re.compile(r"session has ended"))
+            expect(page.locator("#overview-view")).to_be_hidden()
+            sign_in_with_form(page, TOKEN)
+            expect(page.locator("#signin-error")).to_have_text("That token is not valid.")
+            sign_in_with_form(page, changed)
+            expect_signed_in(page, "admin")
+            expect(page.locator("#latest a")).to_contain_text(name)
             expect(page.locator("#connection")).to_have_attribute("data-state", "live")
-            asked = len(answers)
-            page.locator("#run-now").click()
-            eventually(page, lambda: answers[asked:], [202], what="the answer to Run now")
-            expect(dialog).to_be_hidden()
-            wait_finished(server, get_json(server, "/api/job_logs/latest")["name"])
-
-        with watched_page(browser) as watched:
-            watched.expect_network_errors(r"status of 40[13]\b")
-            page = watched.page
-            answers = []
-            page.on("response", lambda r: record_post(r.request.method, r.url, r.status, answers))
-            open_overview(page, server)
-            page.locator("#run-now").click()
-            expect(page.locator("#token-dialog")).to_be_visible()
-            page.locator("#token-input").fill("a-wrong-token-of-enough-length")
-            page.locator("#token-save").click()
-            eventually(page, lambda: answers[-1:], [403], what="the answers to Run now")
-            message = page.locator("#message")
-            expect(message).to_be_visible()
-            expect(message).to_contain_text(re.compile(r"token", re.IGNORECASE))
-            assert get_json(server, "/api/job_logs/stats")["total"] == 2
-        server.stop()
 
 
-def test_screenshots_of_the_overview_and_a_run_light_and_dark(
+def test_an_expired_session_asks_to_sign_in_again_and_goes_on_at_the_same_run(
+    tmp_path: Path, browser: Browser
+) -> None:
+    # 3.6 s, which the service signs rounded down to the second: between 2.6 and 3.6 s.
+    env = {**NO_GUESTS, "SESSION_HOURS": "0.001", "DEMO_DELAY_SECONDS": "0"}
+    with serve(tmp_path, **env) as server, watched_page(browser) as watched:
+        watched.expect_network_errors(r"status of 401\b")
+        server.wait_ready()
+        name = run_to_end(server)
+        page = watched.page
+        sign_in_by_link(page, server, f"/runs/{name}")
+        expect_run_view(page, name)
+        expect(page.locator("#run-banner")).to_contain_text("succeeded")
+        who = "async () => (await (await fetch('api/session')).json()).role"
+        eventually(page, lambda: page.evaluate(who), None, what="the role after 4 s", timeout=6)
+
+        # The next request the page makes is refused: back to the form, at the same address.
+        page.locator("#find").fill("imported")
+        expect(page.locator("#signin-view")).to_be_visible()
+        expect(page.locator("#signin-note")).to_have_text(re.compile(r"session has ended"))
+        expect(page.locator("#run-view")).to_be_hidden()
+        assert page.url == f"{server.url}/runs/{name}"
+        sign_in_with_form(page, TOKEN)
+        expect_signed_in(page, "admin")
+        expect_run_view(page, name)
+        expect(page.locator("#run-banner")).to_contain_text("succeeded")
+        assert page.url == f"{server.url}/runs/{name}"
+
+
+def test_screenshots_of_the_sign_in_the_overview_and_a_run_light_and_dark(
     tmp_path: Path, browser: Browser
 ) -> None:
     database = tmp_path / "data" / "joblog.sqlite3"
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    with serve(tmp_path, SYNC_INTERVAL_SECONDS="3600") as server:
+    with serve(tmp_path, SYNC_INTERVAL_SECONDS="3600", **NO_GUESTS) as server:
         server.wait_ready()
         start = datetime.now(UTC) - timedelta(days=2)
         for k in range(40):
@@ -830,7 +1067,12 @@ def test_screenshots_of_the_overview_and_a_run_light_and_dark(
         for scheme in ("light", "dark"):
             with watched_page(browser, color_scheme=scheme) as watched:
                 page = watched.page
-                open_overview(page, server)
+                page.goto(f"{server.url}/")
+                expect_sign_in_form(page)
+                page.screenshot(path=SCREENSHOTS / f"signin-{scheme}.png")
+                sign_in_with_form(page, TOKEN)
+                expect_signed_in(page, "admin")
+                expect(page.locator("#connection")).to_have_attribute("data-state", "live")
                 expect(page.locator("#count-total")).to_have_text("42")
                 expect(page.locator("#runs-table tbody tr[data-name]").first).to_be_visible()
                 page.screenshot(path=SCREENSHOTS / f"overview-{scheme}.png")
@@ -842,6 +1084,7 @@ def test_screenshots_of_the_overview_and_a_run_light_and_dark(
                 page.locator("#run-lines").evaluate("(v) => { v.scrollTop = 0; }")
                 page.screenshot(path=SCREENSHOTS / f"run-{scheme}.png")
         server.stop()
-    for shot in ("overview-light", "overview-dark", "run-light", "run-dark"):
-        assert png_size(SCREENSHOTS / f"{shot}.png") == (1280, 800)
+    for shot in ("signin", "overview", "run"):
+        for scheme in ("light", "dark"):
+            assert png_size(SCREENSHOTS / f"{shot}-{scheme}.png") == (1280, 800)
     assert backgrounds["light"] != backgrounds["dark"], "the page has no dark colours"

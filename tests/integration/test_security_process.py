@@ -28,6 +28,7 @@ import pytest
 
 from service.__main__ import REQUEST_HEAD_TIMEOUT_SECONDS
 from tests.support import joblogs
+from tests.support.api import ADMIN
 from tests.support.netns import outside_address
 from tests.support.odbc import require_driver
 from tests.support.rawhttp import RawAnswer, exchange, read_answer, request_bytes
@@ -38,15 +39,19 @@ from tests.support.system import free_port
 pytestmark = pytest.mark.integration
 
 TOKEN = "adm1n-t0ken-9c41d7e2b5f0"
+VIEW_TOKEN = "v1ew-t0ken-3b8e0f6a2c9d"
+METRICS_TOKEN = "m3trics-t0ken-6d1c4a9e7b20"
 PASSWORD = "S3cr3t-pw;7f3a"  # the ';' only survives inside braces
 HOOK_TOKEN = "h00k-t0ken-5e8a2c6d"
 
 
-def _idle(server: ServerProcess, address: str = "127.0.0.1") -> None:
+def _idle(server: ServerProcess, headers: dict[str, str] | None = None) -> None:
     """Wait until no run is in progress."""
+    headers = headers or {"Authorization": f"Bearer {TOKEN}"}
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        status = exchange((address, server.port), request_bytes("GET", "/api/status"))
+        head = request_bytes("GET", "/api/status", headers, host=f"127.0.0.1:{server.port}")
+        status = exchange(("127.0.0.1", server.port), head)
         if status.json()["running"] is None:
             return
         time.sleep(0.05)
@@ -56,42 +61,62 @@ def _idle(server: ServerProcess, address: str = "127.0.0.1") -> None:
 # --- who may POST ---------------------------------------------------------------------------
 
 
-def test_posts_from_another_address_follow_the_token_rules(tmp_path: Path) -> None:
+def test_from_another_address_nobody_reads_or_acts_without_a_credential(tmp_path: Path) -> None:
+    """A server on every address, asked from 10.213.0.N: no credential reads nothing; forged
+    forwarding and proxy-user headers change nothing; a viewer reads but does not act."""
     quiet = {"SYNC_ON_START": "false", "SYNC_INTERVAL_SECONDS": "0", "DEMO_DELAY_SECONDS": "0"}
     with outside_address() as outside:
         (tmp_path / "open").mkdir()
-        with ServerProcess(tmp_path / "open", HOST="0.0.0.0", **quiet) as server:
+        port = free_port()
+        with ServerProcess(
+            tmp_path / "open",
+            HOST="0.0.0.0",
+            PORT=str(port),
+            VIEW_TOKEN=VIEW_TOKEN,
+            ADMIN_TOKEN=TOKEN,
+            # the proxy header is configured, but 10.213.0.N is not a trusted proxy
+            TRUSTED_PROXIES="192.0.2.1",
+            AUTH_PROXY_HEADER="Remote-User",
+            AUTH_PROXY_ADMINS="admin",
+            **quiet,
+        ) as server:
             server.wait_ready()
-            far = (outside, server.port)
-            loopback_host = f"127.0.0.1:{server.port}"
+            far = (outside, port)
 
-            def post_from_outside(**headers: str) -> RawAnswer:
-                head = request_bytes("POST", "/api/job_logs", headers, host=loopback_host)
+            def call(method: str, path: str, **headers: str) -> RawAnswer:
+                head = request_bytes(method, path, headers, host=f"127.0.0.1:{port}")
                 return exchange(far, head, source=outside)
 
-            read = exchange(far, request_bytes("GET", "/api/status"), source=outside)
-            assert read.status == 200  # reading is open to all
-            for headers in ({}, {"Authorization": "Bearer any-token-at-all"}):
-                refused = post_from_outside(**headers)
-                assert refused.status == 403, refused
-                assert refused.json() == {
-                    "error": "only local clients may do this (or set ADMIN_TOKEN)"
-                }
-            own_host = exchange(
-                far,
-                request_bytes("POST", "/api/job_logs", host=f"{outside}:{server.port}"),
-                source=outside,
-            )
-            assert own_host.status == 403  # nor is its own address an accepted Host
-            assert own_host.json() == {"error": "requests to this host name are not accepted"}
+            for path in ("/api/status", "/api/job_logs", "/api/events", "/metrics", "/"):
+                answer = call("GET", path)
+                assert answer.status == (200 if path == "/" else 401), (path, answer)
+            forged = {
+                "X-Forwarded-For": "127.0.0.1",
+                "X-Real-IP": "127.0.0.1",
+                "Forwarded": "for=127.0.0.1",
+                "Remote-User": "admin",
+            }
+            assert call("GET", "/api/job_logs/stats", **forged).status == 401
+            assert call("POST", "/api/job_logs", **forged).status == 401
+            who = call("GET", "/api/session", **forged).json()
+            assert who == {"role": None, "via": None, "user": None, "expires_at": None}
+            # on a service listening on every address, this machine is no anonymous viewer
             local = exchange(
-                ("127.0.0.1", server.port),
-                request_bytes("POST", "/api/job_logs", host=loopback_host),
+                ("127.0.0.1", port),
+                request_bytes("GET", "/api/job_logs/stats", host=f"127.0.0.1:{port}"),
             )
-            assert local.status == 202, local
-            _idle(server)
-            stats = exchange(far, request_bytes("GET", "/api/job_logs/stats"), source=outside)
-            assert stats.json()["total"] == 1  # only the local POST ran
+            assert local.status == 401
+            viewer = {"Authorization": f"Bearer {VIEW_TOKEN}"}
+            assert call("GET", "/api/job_logs/stats", **viewer).json()["total"] == 0
+            refused = call("POST", "/api/job_logs", **viewer)
+            assert refused.status == 403
+            assert "admin" in refused.json()["error"]
+            ready = call("GET", "/readyz")
+            assert ready.status == 200
+            assert ready.json()["source"] == {"kind": "demo", "server": None}
+            assert call("POST", "/api/job_logs", Authorization=f"Bearer {TOKEN}").status == 202
+            _idle(server, viewer)
+            assert call("GET", "/api/job_logs/stats", **viewer).json()["total"] == 1
 
         (tmp_path / "token").mkdir()
         port = free_port()
@@ -101,6 +126,7 @@ def test_posts_from_another_address_follow_the_token_rules(tmp_path: Path) -> No
             HOST="0.0.0.0",
             PORT=str(port),
             ADMIN_TOKEN=TOKEN,
+            VIEW_TOKEN=VIEW_TOKEN,
             PUBLIC_URL=f"http://{public}",
             **quiet,
         ) as server:
@@ -135,7 +161,10 @@ def test_posts_from_another_address_follow_the_token_rules(tmp_path: Path) -> No
             assert post(local).status == 401  # the token binds loopback clients too
             assert post(local, Authorization=f"Bearer {TOKEN}").status == 202
             _idle(server)
-            stats = exchange(far, request_bytes("GET", "/api/job_logs/stats"), source=outside)
+            reading = request_bytes(
+                "GET", "/api/job_logs/stats", {"Authorization": f"Bearer {VIEW_TOKEN}"}
+            )
+            stats = exchange(far, reading, source=outside)
             assert stats.json()["total"] == 2
 
 
@@ -187,12 +216,18 @@ def secret_env(tmp_path: Path) -> Iterator[dict[str, str]]:
             "SOURCE_LOGIN_TIMEOUT": "1",
             "SOURCE_QUERY_TIMEOUT": "1",
             "ADMIN_TOKEN": TOKEN,
+            "VIEW_TOKEN": VIEW_TOKEN,
+            "METRICS_TOKEN": METRICS_TOKEN,
             "NOTIFY_WEBHOOK_URL": f"http://127.0.0.1:{refused}/hooks/{HOOK_TOKEN}",
             "PUBLIC_URL": "http://joblog.plant.example",
             "DATABASE_PATH": str(tmp_path / "data" / "joblog.sqlite3"),
             "SYNC_ON_START": "false",
             "SYNC_INTERVAL_SECONDS": "0",
         }
+
+
+def _length(body: str) -> dict[str, str]:
+    return {"Content-Length": str(len(body.encode()))}
 
 
 def _run_once(workdir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -223,8 +258,19 @@ def test_no_secret_appears_anywhere(tmp_path: Path, secret_env: dict[str, str]) 
     database = Path(env["DATABASE_PATH"])
     corpus = Corpus()
     bearer = {"Authorization": f"Bearer {TOKEN}"}
+    viewer = {"Authorization": f"Bearer {VIEW_TOKEN}"}
+    metrics = {"Authorization": f"Bearer {METRICS_TOKEN}"}
     with ServerProcess(tmp_path, **env) as server:
         server.wait_ready()
+        # a browser session: its cookie is a secret too (this one answer is its only place)
+        body = json.dumps({"token": TOKEN})
+        head = request_bytes(
+            "POST", "/api/session", {"Content-Type": "application/json", **_length(body)}
+        )
+        signed_in = exchange(("127.0.0.1", server.port), head + body.encode())
+        assert signed_in.status == 200, signed_in
+        cookie = signed_in.headers["set-cookie"].split(";")[0].split("=", 1)[1]
+        session = {"Cookie": f"joblog_session={cookie}"}
         # 1. the server's own run: a source that never answers (login timeout)
         started = corpus.answer(server, "POST", "/api/job_logs", **bearer)
         assert started.status == 202, started
@@ -246,7 +292,15 @@ def test_no_secret_appears_anywhere(tmp_path: Path, secret_env: dict[str, str]) 
         for method, path, headers in [
             ("GET", "/healthz", {}),
             ("GET", "/readyz", {}),
+            ("GET", "/readyz", viewer),
             ("GET", "/metrics", {}),
+            ("GET", "/metrics", metrics),
+            ("GET", "/api/job_logs", metrics),
+            ("GET", "/api/session", session),
+            ("GET", "/api/job_logs", {"Cookie": f"joblog_session={cookie[:-3]}xyz"}),
+            ("GET", "/api/job_logs", {**viewer, "Cookie": f"joblog_session={cookie}"}),
+            ("POST", "/api/session", {"Content-Type": "application/json"}),
+            ("DELETE", "/api/session", session),
             ("GET", "/api/status", {}),
             ("GET", "/api/openapi.json", {}),
             ("GET", "/api/job_logs", {}),
@@ -272,6 +326,8 @@ def test_no_secret_appears_anywhere(tmp_path: Path, secret_env: dict[str, str]) 
             ("POST", "/api/job_logs", {**bearer, "Host": "evil.example"}),
             ("POST", f"/api/job_logs/{name}/cancel", {"Authorization": "Bearer nope"}),
             ("POST", f"/api/job_logs/{name}/cancel", bearer),
+            ("POST", f"/api/job_logs/{name}/cancel", viewer),
+            ("POST", f"/api/job_logs/{name}/cancel", session),
         ]:
             answer = corpus.answer(server, method, path, **headers)
             assert answer.status < 500, (path, answer)
@@ -330,6 +386,10 @@ def test_no_secret_appears_anywhere(tmp_path: Path, secret_env: dict[str, str]) 
         PASSWORD,
         PASSWORD.split(";")[0],  # what a parser splitting at ';' would leak
         TOKEN,
+        VIEW_TOKEN,
+        METRICS_TOKEN,
+        cookie,
+        cookie.rsplit(".", 1)[1],  # the session's MAC
         HOOK_TOKEN,
         env["NOTIFY_WEBHOOK_URL"],
         env["SOURCE_ODBC"],
@@ -355,11 +415,18 @@ def test_a_post_with_a_large_body_is_refused_before_the_body_comes(server: Serve
     address = ("127.0.0.1", server.port)
     gigabyte = {"Content-Length": str(10**9), "Content-Type": "application/octet-stream"}
     with closing(socket.create_connection(address, timeout=5)) as conn:
-        conn.sendall(request_bytes("POST", "/api/job_logs", gigabyte) + b"x" * 65536)
+        conn.sendall(request_bytes("POST", "/api/job_logs", {**gigabyte, **ADMIN}) + b"x" * 65536)
         answer = read_answer(conn)
         assert answer.seconds < 1.0
     assert answer.status == 413
     assert answer.json() == {"error": "this request takes no body"}
+    assert answer.headers["connection"] == "close"
+    # without a credential: refused as fast, and the body is not read either
+    with closing(socket.create_connection(address, timeout=5)) as conn:
+        conn.sendall(request_bytes("POST", "/api/job_logs", gigabyte) + b"x" * 65536)
+        answer = read_answer(conn)
+        assert answer.seconds < 1.0
+    assert answer.status == 401
     assert answer.headers["connection"] == "close"
     with closing(socket.create_connection(address, timeout=5)) as conn:
         conn.sendall(request_bytes("POST", "/api/job_logs", {**gigabyte, "Expect": "100-continue"}))

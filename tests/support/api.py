@@ -13,12 +13,15 @@ from service import appkeys
 from service.store import get_job_log
 
 Client = TestClient[web.Request, web.Application]
+# The admin token of the tests' settings, and the header that proves it.
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 MakeClient = Callable[..., Awaitable[Client]]
 
 
 async def run_to_end(client: Client) -> dict[str, Any]:
     """Start a run with ``POST /api/job_logs`` and wait until it has ended; its first answer."""
-    response = await client.post("/api/job_logs")
+    response = await client.post("/api/job_logs", headers=ADMIN)
     assert response.status == 202, await response.text()
     log: dict[str, Any] = await response.json()
     db = client.app[appkeys.DATABASE]

@@ -23,6 +23,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.api import ADMIN
+
 PENDING, PROCESSING, ERROR, SUCCESS = 0, 1, 2, 3
 
 SERVICE_TABLES = {
@@ -115,10 +117,11 @@ def raise_open_files(needed: int) -> int:
 
 
 def request(url: str, method: str = "GET", timeout: float = 10) -> tuple[int, Any]:
-    """Status and JSON body (``None`` when empty) of one request."""
+    """Status and JSON body (``None`` when empty) of one request; a POST proves the admin."""
+    headers = ADMIN if method == "POST" else {}
     try:
         with urllib.request.urlopen(
-            urllib.request.Request(url, method=method), timeout=timeout
+            urllib.request.Request(url, method=method, headers=headers), timeout=timeout
         ) as r:
             body = r.read()
             return r.status, json.loads(body) if body else None

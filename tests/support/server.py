@@ -15,6 +15,7 @@ from types import TracebackType
 
 from service.settings import Settings
 
+from .api import ADMIN_TOKEN
 from .system import free_port
 
 
@@ -43,6 +44,7 @@ class ServerProcess:
     """Starts the server with ``env`` on a free port; stops it on exit if it still runs.
 
     ``prefix`` is a command the server is started under (e.g. one that drops privileges).
+    Its admin token is the tests' (tests.support.api.ADMIN) unless ``env`` sets one.
     """
 
     def __init__(self, workdir: Path, *, prefix: Sequence[str] = (), **env: str) -> None:
@@ -51,7 +53,8 @@ class ServerProcess:
         self.port = int(env.get("PORT", free_port()))
         self.output = workdir / "server.out"
         self.errors = workdir / "server.err"
-        self.env = service_env(**{"PORT": str(self.port), **env})
+        defaults = {"PORT": str(self.port), "ADMIN_TOKEN": ADMIN_TOKEN}
+        self.env = service_env(**{**defaults, **env})
         self.process: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> ServerProcess:
