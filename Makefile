@@ -17,8 +17,9 @@ lint: $(VENV)/.test
 	$(BIN)/ruff check service tests bench
 	$(BIN)/ruff format --check service tests bench
 
-typecheck: $(VENV)/.test
-	$(BIN)/mypy --strict service
+# The benchmarks are typed against their peers (uvicorn, sse-starlette), so the bench extra too.
+typecheck: $(VENV)/.bench
+	$(BIN)/mypy --strict service tests bench
 
 pytest: $(VENV)/.test
 	$(BIN)/pytest

@@ -1,17 +1,21 @@
-"""What every benchmark shares: figures with their spread, goals, and its Markdown section.
+"""What every benchmark shares: figures with their spread, goals, its Markdown section, its CLI.
 
-A benchmark is a module ``bench.<name>`` with ``run(quick: bool) -> Section``. It measures the
-service against its baseline in the same process run, alternately, and reports medians with
-their spread; absolute times are context, ratios and goals are the point.
+A benchmark is a module ``bench.<name>`` with ``run(quick: bool) -> Section`` and a ``main()``
+that hands it to :func:`main` here (``--quick``, ``--out``). It measures the service against its
+baseline in the same process run, alternately, and reports medians with their spread; absolute
+times are context, ratios and goals are the point. Servers are started as the tests start them
+(tests/support/server.py's ``ServerProcess``).
 ``python -m bench.run_all [--quick]`` runs each in a process of its own and writes
 docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
+import argparse
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 def median(values: Sequence[float]) -> float:
@@ -78,3 +82,28 @@ class Section:
             parts.append(f"| goal | figure | |\n| --- | --- | --- |\n{rows}")
         parts += self.notes
         return "\n\n".join(parts) + "\n"
+
+
+def main(
+    module: str,
+    quick: str,
+    measure: Callable[[argparse.Namespace], Section | None],
+    options: Callable[[argparse.ArgumentParser], object] = lambda parser: None,
+) -> None:
+    """The command line of ``python -m bench.<module>``: ``--quick`` (``quick`` says what it
+    shrinks) and ``--out PATH``, plus the module's own ``options``. ``measure`` gets the
+    arguments and returns the section, which is written to ``--out`` when given and printed;
+    None when it answered a helper mode of its own (a child process's ``--client``, ``--one``).
+    """
+    parser = argparse.ArgumentParser(prog=f"python -m bench.{module}")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--out", type=Path, help="write the section's Markdown here")
+    options(parser)
+    args = parser.parse_args()
+    section = measure(args)
+    if section is None:
+        return
+    text = section.markdown()
+    if args.out is not None:
+        args.out.write_text(text)
+    print(text)

@@ -14,11 +14,9 @@ python -m bench.fanout [--quick] [--out PATH] [--profile PATH]
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,8 +25,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench import common
 from bench.common import Section, median, spread
 from bench.fanout_server import raise_nofile
+from tests.support.faults import cpu_seconds
+from tests.support.system import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 MODES = ("service", "floor", "peer")
@@ -36,7 +37,6 @@ CLIENTS = 4
 RATES = (10, 20, 50, 100, 200, 500, 1000)
 P99_LIMIT_MS = 100.0
 BIN = 10_000  # the clients' histogram bins per second
-TICKS = os.sysconf("SC_CLK_TCK")
 _pool = ThreadPoolExecutor(max_workers=16)
 
 
@@ -87,19 +87,6 @@ class Round:
         """p99 within the limit, nothing lost, and the rate kept up."""
         clean = self.lost == 0 and self.duplicated == 0
         return clean and self.p99 <= P99_LIMIT_MS and self.achieved >= 0.95 * self.rate
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def read_line(process: subprocess.Popen[str], timeout: float) -> str:
@@ -350,16 +337,14 @@ def _lost(rounds: list[Round]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.fanout")
-    parser.add_argument("--quick", action="store_true", help="200 subscribers, one round each")
-    parser.add_argument("--out", type=Path, help="write the Markdown section here")
-    parser.add_argument("--profile", type=Path, help="a pyinstrument profile of the service")
-    args = parser.parse_args()
-    section = run(args.quick, args.profile)
-    text = section.markdown()
-    if args.out is not None:
-        args.out.write_text(text)
-    print(text)
+    common.main(
+        "fanout",
+        "200 subscribers, one round each",
+        lambda args: run(args.quick, args.profile),
+        lambda parser: parser.add_argument(
+            "--profile", type=Path, help="a pyinstrument profile of the service"
+        ),
+    )
 
 
 if __name__ == "__main__":

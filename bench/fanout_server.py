@@ -210,7 +210,6 @@ async def serve_peer(args: argparse.Namespace, control: Control) -> None:
         app, host="127.0.0.1", port=args.port, log_level="critical", lifespan="off", backlog=2048
     )
     server = uvicorn.Server(config)
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     serving = asyncio.create_task(server.serve())
     for _ in range(600):
         if server.started:

@@ -15,29 +15,25 @@ machine:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import multiprocessing
 import multiprocessing.connection
-import os
 import resource
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 
+from bench import common
 from bench.common import Section, median, spread
 from tests.support.browser import launch_chromium
-from tests.support.server import ServerProcess, service_env
+from tests.support.server import ServerProcess
 from tests.support.system import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 NAME = "20251215143022"
 CLIENT_PROCESSES = 4
 MB = 2**20
@@ -90,49 +86,22 @@ def rss(pid: int) -> int:
     raise RuntimeError(f"no VmRSS for {pid}")
 
 
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/healthz", timeout=1) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
-
-
 @contextmanager
-def started(
-    kind: str, work: Path, **env: str
-) -> Iterator[tuple[subprocess.Popen[bytes], str, float]]:
-    """A server (``service``, ``hello`` or ``holder``): its process, URL and seconds to ready."""
-    port = free_port()
+def started(kind: str, work: Path, **env: str) -> Iterator[tuple[ServerProcess, float]]:
+    """A server (``service``, ``hello`` or ``holder``) started in ``work``: it, and the seconds
+    from ``Popen`` to its first 200 from ``/healthz``."""
     if kind == "service":
-        command = [sys.executable, "-m", "service"]
-        environment = service_env(
-            PORT=str(port),
-            SYNC_ON_START="false",
-            SYNC_INTERVAL_SECONDS="0",
-            LOG_LEVEL="warning",
-            **env,
-        )
-        cwd = work
+        # ADMIN_TOKEN empty is no setting: the service as deployed, making its own.
+        quiet = {"SYNC_ON_START": "false", "SYNC_INTERVAL_SECONDS": "0", "LOG_LEVEL": "warning"}
+        server = ServerProcess(work, ADMIN_TOKEN="", **quiet, **env)
     else:
-        command = [sys.executable, "-c", HELLO if kind == "hello" else HOLDER, str(port)]
-        environment, cwd = dict(os.environ), ROOT
-    url = f"http://127.0.0.1:{port}"
-    begun = time.monotonic()
-    process = subprocess.Popen(
-        command, cwd=cwd, env=environment, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        while not healthy(url):
-            if process.poll() is not None:
-                raise RuntimeError(f"{kind} exited {process.returncode}")
-            if time.monotonic() - begun > 30:
-                raise RuntimeError(f"{kind} not ready after 30 s")
-            time.sleep(0.005)
-        yield process, url, time.monotonic() - begun
-    finally:
-        process.kill()
-        process.wait()
+        port = free_port()
+        script = HELLO if kind == "hello" else HOLDER
+        server = ServerProcess(
+            work, command=[sys.executable, "-c", script, str(port)], PORT=str(port)
+        )
+    with server:
+        yield server, server.wait_ready(within=30, every=0.005)
 
 
 def settled_rss(pid: int, *, quiet: float = 0.6, limit: float = 15.0) -> int:
@@ -327,9 +296,10 @@ def run(quick: bool) -> Section:
     def boot(kind: str) -> Callable[[], None]:
         def measure() -> None:
             home = Path(tempfile.mkdtemp(dir=work))
-            with started(kind, home) as (process, _, took):
+            with started(kind, home) as (server, took):
+                assert server.process is not None
                 starts[kind].append(took)
-                idles[kind].append(settled_rss(process.pid) / MB)
+                idles[kind].append(settled_rss(server.process.pid) / MB)
 
         return measure
 
@@ -366,8 +336,9 @@ def run(quick: bool) -> Section:
             def measure() -> None:
                 home = Path(tempfile.mkdtemp(dir=work))
                 env = {"SSE_MAX_CLIENTS": str(count + 100)} if kind == "service" else {}
-                with started(kind, home, **env) as (process, url, _):
-                    idle, held = per_subscriber(process.pid, int(url.rsplit(":", 1)[1]), count)
+                with started(kind, home, **env) as (server, _):
+                    assert server.process is not None
+                    idle, held = per_subscriber(server.process.pid, server.port, count)
                     kb[kind].append((held - idle) / count / 1024)
 
             return measure
@@ -449,15 +420,7 @@ NOTES = [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.footprint")
-    parser.add_argument("--quick", action="store_true", help="1,000 subscribers, 20,000 details")
-    parser.add_argument("--out", type=Path, help="write the section's Markdown here")
-    args = parser.parse_args()
-    section = run(args.quick)
-    text = section.markdown()
-    if args.out is not None:
-        args.out.write_text(text)
-    print(text)
+    common.main("footprint", "1,000 subscribers, 20,000 details", lambda args: run(args.quick))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from typing import Any
 
 import aiohttp
 
+from bench import common
 from bench.common import Section, median, percentile
 from bench.seed_history import DECADE, DETAILS_PER_RUN, NEEDLE, YEAR, seed
 from service.store import Database
@@ -193,45 +194,45 @@ async def client(plan: dict[str, Any]) -> dict[str, Any]:
 def measure(db: dict[str, Any], quick: bool) -> dict[str, Any]:
     """Start the service on the database and hello world; run the client in its own process."""
     work = Path(tempfile.mkdtemp(prefix="joblog-history-"))
+    (work / "hello").mkdir()
+    (work / "service").mkdir()
     port = free_port()
-    hello = subprocess.Popen(
-        [sys.executable, "-m", "bench.hello_world", str(port)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        env = {
-            "DATABASE_PATH": db["path"],
-            "SYNC_ON_START": "false",
-            "SYNC_INTERVAL_SECONDS": "0",
-            "LOG_LEVEL": "warning",
-            # The cached database must stay as seeded: no purge of the oldest runs.
-            "RETENTION_DAYS": "0",
+    hello_world = [sys.executable, "-m", "bench.hello_world", str(port)]
+    env = {
+        "DATABASE_PATH": db["path"],
+        "SYNC_ON_START": "false",
+        "SYNC_INTERVAL_SECONDS": "0",
+        "LOG_LEVEL": "warning",
+        # The cached database must stay as seeded: no purge of the oldest runs.
+        "RETENTION_DAYS": "0",
+    }
+    with (
+        ServerProcess(
+            work / "hello", command=hello_world, PORT=str(port), PYTHONPATH=str(ROOT)
+        ) as hello,
+        ServerProcess(work / "service", **env) as server,
+    ):
+        started = time.monotonic()
+        server.wait_ready(within=120)
+        ready = time.monotonic() - started
+        hello.wait_ready()
+        plan = {
+            "service": server.url,
+            "hello": hello.url,
+            "endpoints": endpoints(db["path"], db["logs"]),
+            "serial": 100 if quick else 300,
+            "rounds": 2 if quick else 6,
+            "bursts": 2 if quick else 3,
+            "burst": 320 if quick else 960,
         }
-        with ServerProcess(work, **env) as server:
-            started = time.monotonic()
-            server.wait_ready(timeout=120)
-            ready = time.monotonic() - started
-            plan = {
-                "service": server.url,
-                "hello": f"http://127.0.0.1:{port}",
-                "endpoints": endpoints(db["path"], db["logs"]),
-                "serial": 100 if quick else 300,
-                "rounds": 2 if quick else 6,
-                "bursts": 2 if quick else 3,
-                "burst": 320 if quick else 960,
-            }
-            done = subprocess.run(
-                [sys.executable, "-m", "bench.history", "--client"],
-                cwd=ROOT,
-                input=json.dumps(plan),
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-    finally:
-        hello.terminate()
-        hello.wait()
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.history", "--client"],
+            cwd=ROOT,
+            input=json.dumps(plan),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     return {"ready_seconds": ready, "results": json.loads(done.stdout)}
 
 
@@ -375,19 +376,20 @@ def run(quick: bool) -> Section:
     return section
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.history")
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.client:
+def _measure(args: argparse.Namespace) -> Section | None:
+    if args.client:  # the client process of measure(): the plan on stdin, the results out
         print(json.dumps(asyncio.run(client(json.loads(sys.stdin.read())))))
-        return
-    text = run(args.quick).markdown()
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+        return None
+    return run(args.quick)
+
+
+def main() -> None:
+    common.main(
+        "history",
+        "10,000 and 100,000 runs, fewer requests",
+        _measure,
+        lambda parser: parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS),
+    )
 
 
 if __name__ == "__main__":

@@ -87,7 +87,7 @@ def _runs(logs: int, seed: int) -> Iterator[tuple[tuple[object, ...], list[tuple
         ]
         name = began.strftime("%Y%m%d%H%M%S")
         log = (i + 1, name, status, rails_time(began), rails_time(moments[-1]))
-        details = [
+        details: list[tuple[object, ...]] = [
             (i + 1, text, rails_time(m), rails_time(m))
             for text, m in zip(lines, moments, strict=True)
         ]

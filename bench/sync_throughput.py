@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import common
 from bench.common import Section, median, spread
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -175,7 +176,8 @@ async def _job(odbc: str, view: str, rows: int, work: Path) -> dict[str, Any]:
     from service.components import build_scheduler, open_database, open_target
     from service.settings import Settings
     from service.sources import build_source
-    from service.store import Status, get_job_log
+    from service.store import job_log_with_details
+    from service.wire import Status
 
     settings = Settings(
         database_path=work / "data" / "joblog.sqlite3",
@@ -200,7 +202,7 @@ async def _job(odbc: str, view: str, rows: int, work: Path) -> dict[str, Any]:
         finally:
             await scheduler.stop()
         assert log is not None
-        details = [d.message for d in (await get_job_log(db, log.id)).details]
+        details = [d.message for d in (await job_log_with_details(db, log.id)).details]
     if log.status is not Status.success:
         raise RuntimeError(f"the run failed: {details[-1]}")
     with closing(sqlite3.connect(settings.database_path)) as conn:
@@ -214,7 +216,7 @@ def _floor(odbc: str, view: str, work: Path) -> dict[str, Any]:
     import pyodbc
 
     # The same adapters the service registers (decimals and dates stored as their text).
-    import service.store.open_orders  # noqa: F401
+    import service.store  # noqa: F401
 
     path = work / "floor.sqlite3"
     before = _status("VmRSS")
@@ -444,24 +446,23 @@ LIMITS = [
 ]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench.sync_throughput")
-    parser.add_argument("--quick", action="store_true", help="1,523 and 20,000 rows, under 40 s")
-    parser.add_argument("--out", type=Path, help="write the Markdown section here")
+def _options(parser: argparse.ArgumentParser) -> None:
+    """The hidden options of a child process measuring once (``--one``)."""
     parser.add_argument("--one", choices=("job", "floor"), help=argparse.SUPPRESS)
     parser.add_argument("--source", choices=SOURCES, help=argparse.SUPPRESS)
     parser.add_argument("--rows", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--odbc", help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.one:
-        result = one(args.one, args.odbc, view_name(args.rows), args.rows)
-        print(json.dumps(result))
-        return
-    section = run(args.quick)
-    text = section.markdown()
-    if args.out:
-        args.out.write_text(text)
-    print(text)
+
+
+def _measure(args: argparse.Namespace) -> Section | None:
+    if args.one:  # a child process of measure(): its figures as one JSON line
+        print(json.dumps(one(args.one, args.odbc, view_name(args.rows), args.rows)))
+        return None
+    return run(args.quick)
+
+
+def main() -> None:
+    common.main("sync_throughput", "1,523 and 20,000 rows, under 40 s", _measure, _options)
 
 
 if __name__ == "__main__":

@@ -24,15 +24,15 @@ from aiohttp import web
 
 from service import appkeys, logs
 from service.app import create_app
-from service.archive import ArchiveFailed
 from service.clock import utc_now
 from service.components import build_scheduler, open_database, open_notifier, open_target
 from service.credentials import CredentialsUnavailable
 from service.http.access_log import AccessLogger
-from service.retention import PurgeLocked, purge
+from service.retention import PurgeLocked, PurgeStopped, purge
 from service.settings import Settings, SettingsError, load_settings
 from service.sources import SourceError, build_source
-from service.store import JobLog, JobLogDetail, Status, StoreError
+from service.store import StoreError
+from service.wire import JobLog, JobLogDetail, Status
 
 logger = logging.getLogger("service")
 
@@ -204,8 +204,8 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
         except PurgeLocked as exc:
             print(f"{exc}; nothing was purged", file=sys.stderr)
             return EXIT_LOCKED
-        except ArchiveFailed as exc:
-            if exc.report is not None and exc.report.logs:
+        except PurgeStopped as exc:
+            if exc.report.logs:
                 print(exc.report.describe())
             print(exc, file=sys.stderr)
             return EXIT_FAILED

@@ -13,7 +13,7 @@ from service.clock import Clock, utc_now
 from service.components import build_scheduler, open_database, open_notifier, open_target
 from service.credentials import load_credentials
 from service.events import EventHub
-from service.http import health, job_logs, openapi, pages, runs, sessions, sse
+from service.http import event_stream, health, job_logs, openapi, pages, runs, sessions
 from service.http.auth import access_control
 from service.http.errors import json_errors
 from service.http.params import strict_query
@@ -23,8 +23,8 @@ from service.notify import Notifier
 from service.retention import Retention
 from service.settings import Settings
 from service.sources import build_source
-from service.store import JobLog, history
-from service.store.heartbeat import Heartbeat
+from service.store import Heartbeat, last_success_at
+from service.wire import JobLog
 
 
 def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application:
@@ -47,7 +47,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
             app[appkeys.DATABASE] = db
             app[appkeys.TARGET] = target
             heartbeat = app[appkeys.HEARTBEAT] = Heartbeat(db)
-            last_success = await history.last_success_at(db)
+            last_success = await last_success_at(db)
             if last_success is not None:
                 metrics.succeeded_at(last_success)
             try:
@@ -128,7 +128,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     health.add_routes(app)
     job_logs.add_routes(app)
     runs.add_routes(app)
-    sse.add_routes(app)
+    event_stream.add_routes(app)
     sessions.add_routes(app)
     pages.add_routes(app)
     openapi.add_routes(app)  # last: it describes the routes above

@@ -11,8 +11,7 @@ from service.metrics import Metrics
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import Source
-from service.store import Database
-from service.store.heartbeat import Heartbeat
+from service.store import Database, Heartbeat
 
 SETTINGS = web.AppKey("settings", Settings)
 DATABASE = web.AppKey("database", Database)

@@ -1,10 +1,11 @@
 """The event hub: follows committed job-log changes and fans them out to subscribers.
 
 Data flows one way: the job commits to the store; the hub reads what is committed — by this
-process or any other (run-once, the Rails app) — and hands each change, encoded once, to every
-subscriber's bounded queue. It polls every EVENTS_POLL_SECONDS and is woken at once by this
-process's own commits. A subscriber that falls further behind than its queue allows is cut off;
-it catches up from the database when it reconnects with its last event id.
+process or any other (run-once, the Rails app) — and offers each change to every subscriber
+(:meth:`Subscriber.offer`). It polls every EVENTS_POLL_SECONDS and is woken at once by this
+process's own commits. A subscriber that cannot take more says so and is forgotten; it catches
+up from the database when it reconnects with its last event id. How an event is written out
+is the subscriber's business (:mod:`service.http.sse`).
 """
 
 from __future__ import annotations
@@ -12,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cached_property
+from typing import Protocol
 
-from service.http import payloads
 from service.metrics import Metrics
-from service.store import Database, JobLog, history
-from service.store.models import EventDetail
+from service.store import Database, changes_since, high_water_marks, open_job_logs
+from service.tasks import cancel_and_wait
+from service.wire import EventDetail, JobLog
 
 logger = logging.getLogger(__name__)
 
@@ -27,54 +27,37 @@ logger = logging.getLogger(__name__)
 POLL_BATCH = 1000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Event:
-    """One change: a detail appended, or a log created or changed."""
+    """One change: a detail appended, or a log created or changed.
+
+    ``encoded`` keeps what a consumer made of the event once, for every subscriber to share
+    (the event stream's frame), so a change is encoded once however many receive it.
+    """
 
     job_log_id: int
     detail: EventDetail | None = None
     job_log: JobLog | None = None
-
-    @cached_property
-    def frame(self) -> bytes:
-        """The event encoded for ``text/event-stream``, JSON on one line."""
-        return encode(self)
-
-    @cached_property
-    def chunk(self) -> bytes:
-        """The frame as one HTTP/1.1 chunk, for streams written straight to their transport."""
-        frame = self.frame
-        return b"%x\r\n%s\r\n" % (len(frame), frame)
-
-
-def encode(event: Event) -> bytes:
-    """``id:``/``event:``/``data:`` lines of an event; data is one line of JSON."""
-    if event.detail is not None:
-        data = payloads.event_detail_out(event.detail).model_dump_json()
-        return f"id: {event.detail.id}\nevent: detail\ndata: {data}\n\n".encode()
-    assert event.job_log is not None
-    data = payloads.job_log_out(event.job_log).model_dump_json()
-    return f"event: job_log\ndata: {data}\n\n".encode()
+    encoded: dict[str, bytes] = field(default_factory=dict, repr=False)
 
 
 class TooManySubscribers(Exception):
     """SSE_MAX_CLIENTS streams are open already."""
 
 
-@dataclass(eq=False)
-class Subscriber:
-    """One open stream: its queue, its filter, and whether it fell too far behind."""
+class Subscriber(Protocol):
+    """What the hub needs of a subscriber: a filter, and a way to be offered each change."""
 
-    queue: asyncio.Queue[Event | None]
-    job_log_id: int | None
-    open_logs: dict[int, JobLog]
-    overflowed: bool = False
-    closed: bool = field(default=False)
-    # Called when the hub cuts the subscriber off, to drop a connection blocked on a write.
-    on_cut_off: Callable[[], None] | None = None
-    # Set by a stream that is caught up (its queue empty, its task idle): the hub hands it each
-    # event to write at once, without waking its task; False means "queue it instead".
-    direct: Callable[[Event], bool] | None = None
+    @property
+    def job_log_id(self) -> int | None:
+        """The one log it follows, or None for every log."""
+
+    def offer(self, event: Event) -> bool:
+        """Take ``event`` (send it now or keep it, in order); False when the subscriber cannot
+        take more and is gone: the hub forgets it."""
+
+    def end(self) -> None:
+        """Finish after what was offered (the hub stops: shutdown)."""
 
 
 class EventHub:
@@ -108,8 +91,8 @@ class EventHub:
 
     async def start(self) -> None:
         """Begin following from what is committed now (the hub starts live)."""
-        self._log_cursor, self._detail_cursor = await history.high_water_marks(self._db)
-        self._open = {log.id: log for log in await history.open_job_logs(self._db)}
+        self._log_cursor, self._detail_cursor = await high_water_marks(self._db)
+        self._open = {log.id: log for log in await open_job_logs(self._db)}
         self._db.on_commit.append(self._wake.set)
         self._task = asyncio.create_task(self._follow(), name="event-hub")
 
@@ -117,11 +100,8 @@ class EventHub:
         """Stop following and end every stream."""
         with contextlib.suppress(ValueError):
             self._db.on_commit.remove(self._wake.set)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.end_streams()
 
     def end_streams(self) -> None:
@@ -129,22 +109,16 @@ class EventHub:
         for subscriber in list(self._subscribers):
             self._end(subscriber)
 
-    def subscribe(self, job_log_id: int | None = None) -> Subscriber:
-        """Register a stream; it receives every change published from now on.
-
-        ``open_logs`` is the state of the unfinished logs as of the last published change, so
-        every event queued afterwards is newer than it.
-        """
+    def subscribe(self, subscriber: Subscriber) -> dict[int, JobLog]:
+        """Offer ``subscriber`` every change published from now on; the state of the
+        unfinished logs as of the last published change (every later event is newer)."""
         if len(self._subscribers) >= self._max:
             raise TooManySubscribers
-        subscriber = Subscriber(
-            queue=asyncio.Queue(self._buffer), job_log_id=job_log_id, open_logs=dict(self._open)
-        )
         self._subscribers.add(subscriber)
-        return subscriber
+        return dict(self._open)
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
-        """Forget a stream (idempotent)."""
+        """Forget a subscriber (idempotent)."""
         self._subscribers.discard(subscriber)
 
     async def _follow(self) -> None:
@@ -162,7 +136,7 @@ class EventHub:
 
     async def _poll(self) -> bool:
         """Publish one consistent batch of changes; True when more are waiting."""
-        logs, details = await history.changes_since(
+        logs, details = await changes_since(
             self._db, self._log_cursor, self._detail_cursor, list(self._open), POLL_BATCH
         )
         if len(details) == POLL_BATCH:
@@ -211,33 +185,16 @@ class EventHub:
         for subscriber in list(self._subscribers):
             if subscriber.job_log_id not in (None, event.job_log_id):
                 continue
-            if subscriber.direct is not None and self._write_direct(subscriber, event):
-                continue
-            # Once an event waits in the queue, every later one must wait behind it.
-            subscriber.direct = None
             try:
-                subscriber.queue.put_nowait(event)
-            except asyncio.QueueFull:
-                subscriber.overflowed = True
+                taken = subscriber.offer(event)
+            except Exception:
+                logger.exception("offering an event to a subscriber failed; dropping it")
+                taken = False
+            if not taken:
+                self._subscribers.discard(subscriber)
                 self._metrics.dropped.inc()
-                logger.info("a subscriber fell %d events behind; cutting it off", self._buffer)
-                self._end(subscriber)
-                if subscriber.on_cut_off is not None:
-                    subscriber.on_cut_off()
-
-    @staticmethod
-    def _write_direct(subscriber: Subscriber, event: Event) -> bool:
-        assert subscriber.direct is not None
-        try:
-            return subscriber.direct(event)
-        except Exception:
-            logger.exception("writing an event to a stream failed; queueing it")
-            return False
 
     def _end(self, subscriber: Subscriber) -> None:
-        """Unregister and wake the stream so it finishes (its queue may be full)."""
+        """Unregister a subscriber and ask it to finish."""
         self._subscribers.discard(subscriber)
-        subscriber.closed = True
-        subscriber.direct = None
-        with contextlib.suppress(asyncio.QueueFull):
-            subscriber.queue.put_nowait(None)
+        subscriber.end()

@@ -10,7 +10,7 @@ from typing import Literal, TextIO
 
 from aiohttp.http_exceptions import HttpProcessingError
 
-from service.store import JobLog, JobLogDetail
+from service.wire import JobLog, JobLogDetail
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 # Extra fields a record may carry (``logger.info(..., extra={...})``); JSON lines include them.

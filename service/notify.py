@@ -21,9 +21,8 @@ from typing import Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from service.http.payloads import DetailOut, JobLogOut, detail_out, job_log_out
-from service.store import Database, JobLog, JobLogDetail, Status
-from service.store.history import last_details, previous_finished_status
+from service.store import Database, last_details, previous_finished_status
+from service.wire import JobLog, JobLogDetail, Status
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +45,8 @@ class Notice(BaseModel):
 
     event: Event
     text: str = Field(description="One sentence in Slack's message format, with the run's link.")
-    job_log: JobLogOut
-    details: list[DetailOut] = Field(description="The run's last 20 lines, oldest first.")
+    job_log: JobLog
+    details: list[JobLogDetail] = Field(description="The run's last 20 lines, oldest first.")
     url: str | None = Field(description="The run's page under PUBLIC_URL; null when unset.")
 
 
@@ -68,8 +67,8 @@ async def notice_for(db: Database, log: JobLog, public_url: str | None) -> Notic
     return Notice(
         event=event,
         text=notice_text(event, log, details, url),
-        job_log=job_log_out(log),
-        details=[detail_out(detail) for detail in details],
+        job_log=log,
+        details=details,
         url=url,
     )
 

@@ -19,16 +19,14 @@ from typing import TypeAlias
 
 from service.store import (
     Database,
-    JobLog,
-    JobLogDetail,
-    Status,
     StoreError,
     add_detail,
     fail_job_log,
+    job_log,
     set_status,
+    until_written,
 )
-from service.store.history import load_job_log
-from service.store.retry import until_written
+from service.wire import JobLog, JobLogDetail, Status
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +108,7 @@ class RunLog:
             what=f"the end of run {self.log.name}",
         )
         if ended is None:  # it had ended already: a cancel that came too late changes nothing
-            return await load_job_log(self._db, self.log.id)
+            return await job_log(self._db, self.log.id)
         logger.warning("sync run %s failed: %s", self.log.name, reason)
         failed, last = ended
         self._tell(last)

@@ -18,10 +18,17 @@ from functools import partial
 from service.clock import Clock
 from service.runlock import RunLock
 from service.runlog import DetailListener
-from service.store import Database, JobLog, close_unfinished, create_job_log, fail_job_log
-from service.store.history import load_job_log
-from service.store.retry import until_written
+from service.store import (
+    Database,
+    close_unfinished,
+    create_job_log,
+    fail_job_log,
+    job_log,
+    until_written,
+)
 from service.sync import SHUTTING_DOWN, RunControl, SyncJob
+from service.tasks import cancel_and_wait
+from service.wire import JobLog
 
 logger = logging.getLogger(__name__)
 
@@ -88,11 +95,8 @@ class Scheduler:
 
     async def stop(self) -> None:
         """Stop the loop and end a run in progress as error (``Interrupted - …``)."""
-        if self._loop is not None:
-            self._loop.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop
-            self._loop = None
+        await cancel_and_wait(self._loop)
+        self._loop = None
         await self.cancel(SHUTTING_DOWN, wait=_STOP_GRACE_SECONDS)
 
     @property
@@ -151,7 +155,7 @@ class Scheduler:
         run, running = self._run, self.running
         if run is None or running is None:
             return
-        if not (await load_job_log(self._db, running.id)).status.finished:
+        if not (await job_log(self._db, running.id)).status.finished:
             return
         with contextlib.suppress(Exception):
             await asyncio.shield(run)
@@ -205,7 +209,7 @@ class Scheduler:
             )
             if ended is not None and self._on_detail is not None:
                 self._on_detail(*ended)
-            return await load_job_log(self._db, log.id)
+            return await job_log(self._db, log.id)
         except asyncio.CancelledError:
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -27,9 +27,18 @@ from typing import TypeVar
 
 from service.runlog import DetailListener, RunLog
 from service.sources.base import Row, Source, SourceError, SourceSession
-from service.store import Database, JobLog, StoreError
-from service.store import open_orders as orders
-from service.store.retry import until_written
+from service.store import (
+    Database,
+    StoreError,
+    change_summary,
+    count_open_orders,
+    create_staging,
+    drop_staging,
+    insert_staging,
+    swap_open_orders,
+    until_written,
+)
+from service.wire import JobLog
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +119,7 @@ class SyncJob:
         try:
             await run.start()
             await run.say(f"Job started - {JOB_NAME}")
-            await self._write(orders.drop_staging, self._target)
+            await self._write(drop_staging, self._target)
             self._stage = "Connection"
             await run.say(self._source.connecting_message)
             async with self._source.connect() as session:
@@ -120,13 +129,13 @@ class SyncJob:
                 expected = await session.count()
                 columns = await session.execute()
                 self._stage = "Import"
-                await self._write(orders.create_staging, self._target, columns)
+                await self._write(create_staging, self._target, columns)
                 fetched = await self._import(run, session, len(columns), expected)
             self._stage = "Replace"
             await run.say(f"Fetched {fetched:,} records")
             summary = await self._check_and_summarise(fetched, force)
             await run.say("Replacing open_orders table...")
-            await self._write(orders.swap, self._target)
+            await self._write(swap_open_orders, self._target)
             seconds = time.monotonic() - started
             total = f"Total: {fetched:,} records in {seconds:.1f} seconds"
             # The new set is in: this line and the status wait for the disk, whatever it takes.
@@ -175,7 +184,7 @@ class SyncJob:
                     break
                 ahead = _fetch_ahead(session, size)
                 self._stage = "Import"
-                await self._write(orders.insert_staging, self._target, width, rows)
+                await self._write(insert_staging, self._target, width, rows)
                 batch += 1
                 fetched += len(rows)
                 self.rows = fetched
@@ -188,7 +197,7 @@ class SyncJob:
 
     async def _check_and_summarise(self, fetched: int, force: bool) -> str | None:
         """The shrink guard, then the change summary when a key is set."""
-        current = await orders.count_rows(self._target)
+        current = await count_open_orders(self._target)
         ratio = self._options.min_ratio
         if ratio > 0 and not force and current > 0 and fetched < max(1, ratio * current):
             raise Refused(
@@ -198,7 +207,7 @@ class SyncJob:
             )
         if self._options.key is None:
             return None
-        summary = await orders.change_summary(self._target, self._options.key)
+        summary = await change_summary(self._target, self._options.key)
         return str(summary) if summary is not None else None
 
     async def _write(self, write: Callable[..., Awaitable[T]], *args: object) -> T:
@@ -214,6 +223,6 @@ class SyncJob:
 
     async def _drop_staging(self) -> None:
         try:
-            await asyncio.shield(orders.drop_staging(self._target))
+            await asyncio.shield(drop_staging(self._target))
         except (StoreError, sqlite3.Error) as exc:
             logger.error("could not drop the staging table: %s", exc)

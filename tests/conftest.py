@@ -17,7 +17,7 @@ from service.app import create_app
 from service.components import open_database
 from service.settings import SECRET_FILE_VARIABLES, Settings
 from service.store import Database
-from tests.support.api import ADMIN_TOKEN, Client, MakeClient
+from tests.support.api import ADMIN_TOKEN, Client, MakeApp, MakeClient
 from tests.support.clock import FakeClock
 
 
@@ -62,9 +62,21 @@ async def db(settings: Settings, clock: FakeClock) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def app(settings: Settings, clock: FakeClock) -> web.Application:
+def make_app(settings: Settings, clock: FakeClock) -> MakeApp:
+    """The app factory of the tests: the application exactly as the server builds it, on the
+    test's clock, from ``base`` (the test's settings when not given) changed by ``changes``."""
+
+    def make(base: Settings | None = None, /, **changes: Any) -> web.Application:
+        chosen = settings if base is None else base
+        return create_app(chosen.model_copy(update=changes) if changes else chosen, clock=clock)
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: MakeApp) -> web.Application:
     """The application exactly as the server builds it."""
-    return create_app(settings, clock=clock)
+    return make_app()
 
 
 @pytest.fixture
@@ -76,10 +88,10 @@ async def client(
 
 
 @pytest.fixture
-def make_client(aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock) -> MakeClient:
-    """A client for an app on the test's clock whose settings differ by ``changes``."""
+def make_client(aiohttp_client: AiohttpClient, make_app: MakeApp) -> MakeClient:
+    """A client over a real socket for :func:`make_app`'s app (same arguments)."""
 
-    async def make(**changes: Any) -> Client:
-        return await aiohttp_client(create_app(settings.model_copy(update=changes), clock=clock))
+    async def make(base: Settings | None = None, /, **changes: Any) -> Client:
+        return await aiohttp_client(make_app(base, **changes))
 
     return make

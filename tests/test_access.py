@@ -16,14 +16,12 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
-from pytest_aiohttp import AiohttpClient
 
 from service import appkeys
-from service.app import create_app
 from service.settings import Settings
-from service.store import Status, add_detail, create_job_log, set_status
-from tests.support.api import ADMIN_TOKEN
-from tests.support.clock import FakeClock
+from service.store import add_detail, create_job_log, set_status
+from service.wire import Status
+from tests.support.api import ADMIN_TOKEN, MakeClient
 
 Client = TestClient[web.Request, web.Application]
 VIEW_TOKEN = "test-viewer-token-9876543210"
@@ -129,9 +127,9 @@ async def signed_in(client: Client, token: str) -> dict[str, str]:
 
 
 async def start(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock
+    make_client: MakeClient, settings: Settings
 ) -> tuple[Client, str, dict[str, dict[str, str]]]:
-    client = await aiohttp_client(create_app(settings, clock=clock))
+    client = await make_client(settings)
     db = client.app[appkeys.DATABASE]
     log = await create_job_log(db)
     await set_status(db, log.id, Status.processing)
@@ -151,10 +149,10 @@ async def attempt(client: Client, route: Route, name: str, headers: dict[str, st
 
 @pytest.mark.parametrize("trusted", ["127.0.0.1", "10.9.9.9"], ids=["trusted", "untrusted"])
 async def test_every_route_against_every_credential(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock, trusted: str
+    make_client: MakeClient, settings: Settings, trusted: str
 ) -> None:
     client, name, credentials = await start(
-        aiohttp_client, guarded_settings(settings, trusted=trusted), clock
+        make_client, guarded_settings(settings, trusted=trusted)
     )
     roles = ROLE if trusted == "127.0.0.1" else UNTRUSTED_ROLE
     wrong: list[str] = []
@@ -187,11 +185,9 @@ async def test_the_table_covers_every_route(client: Client) -> None:
 
 
 async def test_a_proxy_user_is_named_and_given_its_role(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock
+    make_client: MakeClient, settings: Settings
 ) -> None:
-    client, _, _ = await start(
-        aiohttp_client, guarded_settings(settings, trusted="127.0.0.1"), clock
-    )
+    client, _, _ = await start(make_client, guarded_settings(settings, trusted="127.0.0.1"))
     for user, role in (("alice", "admin"), ("bob", "viewer")):
         async with client.get("/api/session", headers={"Remote-User": user}) as response:
             assert await response.json() == {
@@ -203,12 +199,12 @@ async def test_a_proxy_user_is_named_and_given_its_role(
 
 
 async def test_readyz_names_nothing_to_a_caller_who_is_not_a_viewer(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock
+    make_client: MakeClient, settings: Settings
 ) -> None:
     odbc = "DRIVER={X};SERVER=casql2.plant.example;UID=u;PWD=pw-secret-1"
     changes = {"source_odbc": SecretStr(odbc)}
     guarded = guarded_settings(settings, trusted="10.9.9.9").model_copy(update=changes)
-    client, name, _ = await start(aiohttp_client, guarded, clock)
+    client, name, _ = await start(make_client, guarded)
     anonymous = await (await client.get("/readyz")).json()
     assert anonymous["source"] == {"kind": "odbc", "server": None}
     assert anonymous["last_run"] is None

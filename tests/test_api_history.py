@@ -12,7 +12,8 @@ from aiohttp.test_utils import TestClient
 
 from service import appkeys
 from service.settings import Settings
-from service.store import Database, JobLog, Status, add_detail, create_job_log, set_status
+from service.store import Database, add_detail, create_job_log, set_status
+from service.wire import JobLog, Status
 from tests.support.clock import FakeClock
 
 Client = TestClient[web.Request, web.Application]

@@ -3,44 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
-from pytest_aiohttp import AiohttpClient
 
 from service import appkeys
-from service.app import create_app
-from service.settings import Settings
-from service.store import Status, get_job_log, get_job_log_by_name
-from tests.support.api import ADMIN
+from service.store import job_log_with_details
+from service.wire import Status
+from tests.support.api import ADMIN, Client, MakeClient
+from tests.support.sync import wait_ended
 
-Client = TestClient[web.Request, web.Application]
-MakeClient = Callable[..., Awaitable[Client]]
 TOKEN = "correct-horse-battery-staple"
-
-
-@pytest.fixture
-def make_client(aiohttp_client: AiohttpClient, settings: Settings) -> MakeClient:
-    """A client for an app whose settings differ from the test defaults by ``changes``."""
-
-    async def make(**changes: Any) -> Client:
-        return await aiohttp_client(create_app(settings.model_copy(update=changes)))
-
-    return make
 
 
 async def finished(client: Client, job_log_id: int) -> Status:
     """Wait until the run has ended; its final status."""
-    db = client.app[appkeys.DATABASE]
-    while True:
-        log = await get_job_log(db, job_log_id)
-        if log.status.finished:
-            return log.status
-        await asyncio.sleep(0.02)
+    return (await wait_ended(client.app[appkeys.DATABASE], job_log_id)).status
 
 
 async def test_status_before_any_run(make_client: MakeClient) -> None:
@@ -82,7 +61,7 @@ async def test_a_second_run_is_409_with_the_running_one(make_client: MakeClient)
     cancelled = await client.post(f"/api/job_logs/{first['name']}/cancel", headers=ADMIN)
     assert cancelled.status == 202
     assert (await cancelled.json())["status"] == "error"
-    detail = (await get_job_log(client.app[appkeys.DATABASE], first["id"])).details[-1]
+    detail = (await job_log_with_details(client.app[appkeys.DATABASE], first["id"])).details[-1]
     assert detail.message == "ERROR: Cancelled by request"
 
 
@@ -175,7 +154,7 @@ async def test_cancels_racing_starts_leave_every_run_closed(
         assert cancelled.status in (202, 409)
     db = client.app[appkeys.DATABASE]
     for name in names:
-        log = await get_job_log_by_name(db, name)
+        log = await job_log_with_details(db, name)
         assert log.status.finished
         messages = [d.message for d in log.details]
         assert sum(m.startswith("ERROR") for m in messages) <= 1

@@ -13,9 +13,11 @@ from typing import Any
 from pydantic import SecretStr
 
 from service import appkeys
-from service.store import Status, get_job_log
+from service.store import job_log_with_details
+from service.wire import Status
 from tests.support.api import Client, MakeClient, run_to_end
 from tests.support.clock import FakeClock
+from tests.support.wait import wait_for_async
 
 SECRET = "hunter2-not-for-anyone"
 
@@ -77,7 +79,7 @@ async def test_a_failing_source_makes_the_sync_late_not_the_service_unready(
     client = await make_client(source_odbc=SecretStr(odbc), sync_interval_seconds=60)
     log = await run_to_end(client)
     db = client.app[appkeys.DATABASE]
-    assert (await get_job_log(db, log["id"])).status is Status.error
+    assert (await job_log_with_details(db, log["id"])).status is Status.error
     response = await client.get("/readyz")
     text = await response.text()
     body = await response.json()
@@ -127,11 +129,12 @@ async def test_a_database_locked_past_the_probe_deadline_is_unready(
         assert status == 503
         assert body["checks"]["database"] != "ok"
         other.execute("ROLLBACK")
+
     # The timed-out probe ends within its own busy timeout; then writes go through again.
-    for _ in range(50):
-        if (await ready(client))[0] == 200:
-            break
-        await asyncio.sleep(0.1)
+    async def ready_again() -> bool:
+        return (await ready(client))[0] == 200
+
+    await wait_for_async(ready_again, "ready again", within=5, every=0.1)
     assert (await ready(client))[0] == 200
 
 

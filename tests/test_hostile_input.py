@@ -26,7 +26,8 @@ from aiohttp.test_utils import TestClient
 from service import appkeys
 from service.http import pages
 from service.resources import static_dir
-from service.store import JobLog, Status, add_detail, create_job_log, set_status
+from service.store import add_detail, create_job_log, set_status
+from service.wire import JobLog, Status
 from tests.support.api import ADMIN
 from tests.support.clock import FakeClock
 from tests.support.rawhttp import RawAnswer, exchange, exchange_async, request_bytes
@@ -412,6 +413,7 @@ RAW_REQUESTS: dict[str, tuple[bytes, int, bool]] = {
 }
 
 
+@pytest.mark.integration  # a server in a process of its own
 @pytest.mark.parametrize("name", RAW_REQUESTS)
 def test_raw_bytes_get_a_400_answer_not_a_500_or_silence(server: ServerProcess, name: str) -> None:
     sent, status, from_service = RAW_REQUESTS[name]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 from service.settings import Settings
 from service.sources.demo import ROWS
-from service.store import Database, JobLogWithDetails, Status, get_job_log
+from service.store import job_log_with_details
+from service.wire import Status
 from tests.support.api import ADMIN, MakeClient
-from tests.support.sync import sync_service, table_rows, tables
-from tests.test_sync_demo import DEMO_DETAILS
+from tests.support.sync import DEMO_DETAILS, sync_service, table_rows, tables, wait_ended
 
 _HOLDER = """
 import sqlite3, sys
@@ -69,15 +69,6 @@ async def lock_holder(
         await holder.wait()
 
 
-async def ended(db: Database, job_log_id: int) -> JobLogWithDetails:
-    """The log once it has ended."""
-    while True:
-        log = await get_job_log(db, job_log_id)
-        if log.status.finished:
-            return log
-        await asyncio.sleep(0.05)
-
-
 def integrity(database: Path) -> str:
     with closing(sqlite3.connect(database)) as conn:
         return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
@@ -95,9 +86,9 @@ async def test_a_lock_shorter_than_the_run_timeout_delays_the_run_and_loses_noth
         async with hold():
             # Longer than the busy timeout several times over: the run cannot write meanwhile.
             await asyncio.sleep(2.0)
-            during = [d.message for d in (await get_job_log(service.db, log.id)).details]
-            assert (await get_job_log(service.db, log.id)).status is Status.processing
-        final = await ended(service.db, log.id)
+            during = [d.message for d in (await job_log_with_details(service.db, log.id)).details]
+            assert (await job_log_with_details(service.db, log.id)).status is Status.processing
+        final = await wait_ended(service.db, log.id)
     messages = [d.message for d in final.details]
     assert final.status is Status.success, messages
     assert messages[:-1] == DEMO_DETAILS
@@ -123,10 +114,10 @@ async def test_a_lock_that_outlasts_the_run_timeout_ends_it_as_error_once_it_cle
         await service.until("Batch 1/4")
         async with hold():
             await asyncio.sleep(3.0)  # the run times out meanwhile; it cannot write its end
-            held = await get_job_log(service.db, log.id)
+            held = await job_log_with_details(service.db, log.id)
             assert held.status is Status.processing
         run = service.scheduler
-        final = await ended(service.db, log.id)
+        final = await wait_ended(service.db, log.id)
         assert run.running is None or run.running.id != log.id
     messages = [d.message for d in final.details]
     assert final.status is Status.error

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from contextlib import closing
 from datetime import timedelta
@@ -15,11 +14,12 @@ from service import appkeys
 from service.components import open_database
 from service.settings import Settings
 from service.sources.demo import ROWS
-from service.store import Status, get_job_log
-from service.store.timestamps import to_db
+from service.store import job_log_with_details, to_db
+from service.wire import Status
 from tests.support.api import ADMIN, Client, MakeClient, run_to_end
 from tests.support.clock import FakeClock
-from tests.test_events import raw_stream
+from tests.support.event_streams import raw_stream
+from tests.support.wait import wait_for_async
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 SECRET = "hunter2-not-for-anyone"
@@ -58,12 +58,13 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 async def eventually(client: Client, name: str, expected: float, **labels: str) -> Samples:
     """Scrape until ``name`` reaches ``expected`` (the hub publishes within a poll)."""
-    for _ in range(100):
+    key = (name, tuple(sorted(labels.items())))
+
+    async def reached() -> Samples | None:
         samples = await scrape(client)
-        if samples.get((name, tuple(sorted(labels.items())))) == expected:
-            return samples
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{name}{labels} = {samples.get((name, tuple(labels.items())))}")
+        return samples if samples.get(key) == expected else None
+
+    return await wait_for_async(reached, f"{name}{labels} = {expected}", within=10)
 
 
 async def test_every_metric_is_there_before_any_run(make_client: MakeClient) -> None:
@@ -80,7 +81,7 @@ async def test_a_successful_run_moves_the_run_metrics(
 ) -> None:
     client = await make_client()
     job_log_id = (await run_to_end(client))["id"]
-    log = await get_job_log(client.app[appkeys.DATABASE], job_log_id)
+    log = await job_log_with_details(client.app[appkeys.DATABASE], job_log_id)
     samples = await eventually(client, "joblog_runs_total", 1, status="success")
     assert value(samples, "joblog_runs_total", status="error") == 0
     assert value(samples, "joblog_run_duration_seconds_count") == 1
@@ -96,7 +97,9 @@ async def test_a_failed_run_counts_as_error_and_hides_the_connection_string(
     odbc = f"Driver={{No Such Driver}};Server=db.plant.example;PWD={SECRET}"
     client = await make_client(source_odbc=SecretStr(odbc))
     job_log_id = (await run_to_end(client))["id"]
-    assert (await get_job_log(client.app[appkeys.DATABASE], job_log_id)).status is Status.error
+    assert (
+        await job_log_with_details(client.app[appkeys.DATABASE], job_log_id)
+    ).status is Status.error
     samples = await eventually(client, "joblog_runs_total", 1, status="error")
     assert value(samples, "joblog_runs_total", status="success") == 0
     assert value(samples, "joblog_last_run_rows") == 0
@@ -138,14 +141,16 @@ async def test_streams_are_counted_and_a_subscriber_cut_off_is_dropped(
     reader = await client.get("/api/events")
     await eventually(client, "joblog_sse_subscribers", 1)
     job_log_id = (await run_to_end(client))["id"]
-    log = await get_job_log(client.app[appkeys.DATABASE], job_log_id)
+    log = await job_log_with_details(client.app[appkeys.DATABASE], job_log_id)
+
     # The run's lines (and its log's changes) reach the reader, one event at a time.
-    samples = await scrape(client)
-    for _ in range(100):
-        if value(samples, "joblog_sse_events_sent_total") >= len(log.details):
-            break
-        await asyncio.sleep(0.05)
+    async def all_sent() -> Samples | None:
         samples = await scrape(client)
+        return (
+            samples if value(samples, "joblog_sse_events_sent_total") >= len(log.details) else None
+        )
+
+    samples = await wait_for_async(all_sent, "every line sent", within=10)
     assert value(samples, "joblog_sse_events_sent_total") >= len(log.details)
     assert value(samples, "joblog_sse_subscribers_dropped_total") == 0
     reader.close()

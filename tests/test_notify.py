@@ -21,14 +21,14 @@ from pytest_aiohttp import AiohttpServer
 from service.notify import Notifier, parse_retry_after
 from service.store import (
     Database,
-    JobLog,
-    Status,
     add_detail,
     create_job_log,
     fail_job_log,
+    last_details,
+    previous_finished_status,
     set_status,
 )
-from service.store.history import last_details, previous_finished_status
+from service.wire import JobLog, Status
 from tests.support.api import MakeClient, run_to_end
 from tests.support.clock import FakeClock
 from tests.support.server import service_env
@@ -460,6 +460,7 @@ async def test_the_app_notifies_a_failed_then_a_recovered_run(
     assert_secret_kept(logs, "hunter2-secret")
 
 
+@pytest.mark.integration  # run-once in a process of its own
 async def test_run_once_waits_for_its_notice(receiver: Receiver, tmp_path: Path) -> None:
     """``run-once`` (its own process) delivers the notice of its failed run before it exits."""
     env = service_env(

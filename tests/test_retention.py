@@ -7,7 +7,6 @@ import gzip
 import json
 import logging
 import sqlite3
-from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -16,18 +15,12 @@ from typing import Any
 
 import pytest
 
-from service.archive import ArchiveFailed
-from service.http.payloads import with_details_out
-from service.retention import (
-    DAY_SECONDS,
-    PurgeLocked,
-    Retention,
-    purge,
-    purge_lock,
-)
-from service.store import Database, Status, get_job_log
-from service.store.retention import delete_logs, purgeable_after
-from tests.support.clock import FakeClock
+from service.retention import PurgeLocked, PurgeStopped, Retention, purge
+from service.retention.archive import ArchiveFailed
+from service.retention.policy import DAY_SECONDS, purge_lock
+from service.store import Database, delete_logs, job_log_with_details, purgeable_after
+from service.wire import Status
+from tests.support.clock import FakeClock, FakeSleep
 
 RAILS = "%Y-%m-%d %H:%M:%S.%f"
 DAYS = 90
@@ -163,7 +156,7 @@ async def test_purge_archives_each_log_once_by_month_as_the_api_shows_it(
     empty = next(i for i in gone if not year[i].details)
     error = next(i for i in gone if year[i].status == Status.error)
     shown = {
-        i: with_details_out(await get_job_log(db, i)).model_dump(mode="json")
+        i: (await job_log_with_details(db, i)).model_dump(mode="json")
         for i in (longest, empty, error)
     }
     folder = tmp_path / "archive" / "purged"
@@ -214,7 +207,7 @@ async def test_an_archive_that_cannot_be_written_stops_the_purge_before_deleting
     folder = tmp_path / "archive"
     (folder / f"job_logs-{month}.jsonl.gz").mkdir(parents=True)
 
-    with pytest.raises(ArchiveFailed) as failure:
+    with pytest.raises(PurgeStopped) as failure:
         await purge(db, cutoff=cutoff, archive_dir=folder, dry_run=False)
 
     ids, details = stored(database_path)
@@ -227,6 +220,8 @@ async def test_an_archive_that_cannot_be_written_stops_the_purge_before_deleting
     assert failure.value.report.logs == len(deleted)
     assert f"job_logs-{month}.jsonl.gz" in str(failure.value)
     assert "nothing more was deleted" in str(failure.value)
+    assert isinstance(failure.value.__cause__, ArchiveFailed)
+    assert failure.value.__cause__.path == folder / f"job_logs-{month}.jsonl.gz"
 
 
 async def test_a_cancelled_purge_deletes_only_what_it_archived_and_can_be_resumed(
@@ -330,25 +325,6 @@ async def test_the_cutoff_compares_with_both_rails_timestamp_forms(
 
     left = {seed[i].created_at for i in stored(database_path)[0]}
     assert left == set(kept)
-
-
-class FakeSleep:
-    """Moves the clock a day instead of waiting, calling ``before`` first; then parks the loop."""
-
-    def __init__(self, clock: FakeClock, ticks: int, before: Callable[[], None]) -> None:
-        self.clock = clock
-        self.ticks = ticks
-        self.before = before
-        self.delays: list[float] = []
-        self.parked = asyncio.Event()
-
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        self.before()
-        if len(self.delays) > self.ticks:
-            self.parked.set()
-            await asyncio.Event().wait()
-        self.clock.advance(seconds)
 
 
 async def test_the_daily_loop_purges_at_start_and_again_a_day_later(

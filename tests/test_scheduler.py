@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from aiohttp import web
-from pytest_aiohttp import AiohttpClient
 
 from service import appkeys
-from service.app import create_app
 from service.components import build_scheduler, open_database, open_target
 from service.scheduler import next_due
 from service.settings import Settings
 from service.sources import build_source
-from service.store import JobLogQuery, Status, get_job_log, list_job_logs
-from tests.support.clock import FakeClock
-from tests.support.sync import Harness, sync_service
+from service.store import Database, JobLogQuery, list_job_logs
+from service.wire import JobLogPage, Status
+from tests.support.api import MakeClient
+from tests.support.clock import FakeClock, FakeSleep
+from tests.support.sync import Harness, sync_service, wait_ended
+from tests.support.wait import wait_for_async
 
 T0 = datetime(2025, 12, 15, 14, 30, 0, tzinfo=UTC)
 FIVE_MINUTES = timedelta(minutes=5)
@@ -35,21 +34,14 @@ def test_next_due_keeps_the_grid(now: datetime, expected: datetime, missed: int)
     assert next_due(T0, now, FIVE_MINUTES) == (expected, missed)
 
 
-class FakeSleep:
-    """Moves the clock instead of waiting; after ``ticks`` sleeps it parks the loop."""
+async def latest_succeeded(db: Database, query: JobLogQuery) -> JobLogPage:
+    """The page of runs ``query`` asks for, once its first (latest) run has succeeded."""
 
-    def __init__(self, clock: FakeClock, ticks: int) -> None:
-        self.clock = clock
-        self.ticks = ticks
-        self.delays: list[float] = []
-        self.parked = asyncio.Event()
+    async def succeeded() -> JobLogPage | None:
+        page = await list_job_logs(db, query)
+        return page if page.items and page.items[0].status is Status.success else None
 
-    async def __call__(self, seconds: float) -> None:
-        self.delays.append(seconds)
-        if len(self.delays) > self.ticks:
-            self.parked.set()
-            await asyncio.Event().wait()
-        self.clock.advance(seconds)
+    return await wait_for_async(succeeded, "the latest run succeeded", every=0.01)
 
 
 async def _runs(settings: Settings, clock: FakeClock, ticks: int) -> tuple[list[float], int, int]:
@@ -62,10 +54,7 @@ async def _runs(settings: Settings, clock: FakeClock, ticks: int) -> tuple[list[
         await scheduler.start()
         if settings.sync_interval_seconds > 0:
             await sleep.parked.wait()
-        page = await list_job_logs(db, JobLogQuery(per_page=100))
-        while not page.items or page.items[0].status is not Status.success:
-            await asyncio.sleep(0.01)
-            page = await list_job_logs(db, JobLogQuery(per_page=100))
+        page = await latest_succeeded(db, JobLogQuery(per_page=100))
         assert scheduler.alive
         await scheduler.stop()
     assert {log.status for log in page.items} <= {Status.success}
@@ -96,18 +85,11 @@ async def test_interval_zero_runs_once_on_start_only(settings: Settings, clock: 
     assert runs == 1
 
 
-async def test_the_app_runs_the_sync_at_startup(
-    aiohttp_client: AiohttpClient, settings: Settings
-) -> None:
-    app: web.Application = create_app(settings.model_copy(update={"sync_on_start": True}))
-    client = await aiohttp_client(app)
+async def test_the_app_runs_the_sync_at_startup(make_client: MakeClient) -> None:
+    client = await make_client(sync_on_start=True)
     scheduler = client.app[appkeys.SCHEDULER]
     assert client.app[appkeys.SOURCE].description.kind == "demo"
-    while True:
-        page = await list_job_logs(client.app[appkeys.DATABASE], JobLogQuery())
-        if page.items and page.items[0].status is Status.success:
-            break
-        await asyncio.sleep(0.02)
+    page = await latest_succeeded(client.app[appkeys.DATABASE], JobLogQuery())
     assert scheduler.alive
     assert page.total == 1
 
@@ -119,10 +101,8 @@ async def test_a_run_may_start_as_soon_as_the_last_one_is_recorded_as_ended(
     async with sync_service(settings) as service:
         for _ in range(5):
             first = await service.scheduler.trigger()
-            while True:  # poll as tightly as the loop allows, to land right after the commit
-                if (await get_job_log(service.db, first.id)).status.finished:
-                    break
-                await asyncio.sleep(0)
+            # Polled as tightly as the loop allows, to land right after the commit.
+            await wait_ended(service.db, first.id, every=0)
             second = await service.scheduler.trigger()
             assert second.id != first.id
             await ended(service, second.id)
@@ -130,8 +110,9 @@ async def test_a_run_may_start_as_soon_as_the_last_one_is_recorded_as_ended(
 
 async def ended(service: Harness, job_log_id: int) -> None:
     """Return once the scheduler has let go of the run ``job_log_id``."""
-    while True:
+
+    def let_go() -> bool:
         running = service.scheduler.running
-        if running is None or running.id != job_log_id:
-            return
-        await asyncio.sleep(0.01)
+        return running is None or running.id != job_log_id
+
+    await wait_for_async(let_go, f"the scheduler let go of run {job_log_id}", every=0.01)

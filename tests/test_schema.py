@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,25 +15,18 @@ from service.store import (
     DatabaseUnavailable,
     IncompatibleSchema,
     JobLogQuery,
-    Status,
     add_detail,
     count_by_status,
     create_job_log,
-    get_job_log_by_name,
+    job_log_with_details,
     list_job_logs,
     set_status,
 )
+from service.wire import Status
 from tests.support.clock import FakeClock
+from tests.support.rails import SEED_SCHEMA, raw, seed_database
 
-SEED_SCHEMA = (Path(__file__).parent / "fixtures" / "seed_schema.sql").read_text()
 RAILS_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{6}")
-
-
-@contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain sqlite3 connection, as another program would open the file."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        yield conn
 
 
 def structure(path: Path) -> dict[str, object]:
@@ -59,27 +49,6 @@ def structure(path: Path) -> dict[str, object]:
             keys = [tuple(row[2:5]) for row in conn.execute(f"PRAGMA foreign_key_list({table})")]
             shape[table] = {"columns": columns, "indexes": indexes, "foreign_keys": keys}
         return shape
-
-
-def seed_database(path: Path) -> None:
-    """A database made from the seed's SQL, holding the seed's sample rows as Rails wrote them."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with raw(path) as conn:
-        conn.executescript(SEED_SCHEMA)
-        conn.executescript(
-            """
-            INSERT INTO job_logs (name, status, created_at, updated_at) VALUES
-              ('20251215143022', 3, '2025-12-15 14:30:22', '2025-12-15 14:30:45'),
-              ('20251215144022', 2, '2025-12-15 14:40:22', '2025-12-15 14:40:35'),
-              ('20251215145022', 1, '2025-12-15 14:50:22', '2025-12-15 14:50:25.120000'),
-              ('20251215143022_1', 3, '2025-12-15 14:30:22', '2025-12-15 14:30:50');
-            INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) VALUES
-              (1, 'Job started - SyncOpenOrdersJob', '2025-12-15 14:30:22', '2025-12-15 14:30:22'),
-              (1, 'Connected successfully', '2025-12-15 14:30:24.5', '2025-12-15 14:30:24.5'),
-              (1, 'Connecting to SQL Server CASQL2.inxintl.com...',
-                  '2025-12-15 14:30:23', '2025-12-15 14:30:23');
-            """
-        )
 
 
 def test_fresh_schema_is_the_seeds_plus_the_composite_index_counts_search_and_heartbeat(
@@ -143,7 +112,7 @@ async def test_schema_is_applied_idempotently(database_path: Path, clock: FakeCl
     before = structure(database_path)
     second = await Database.open(database_path, clock=clock)
     try:
-        assert (await get_job_log_by_name(second, log.name)).id == log.id
+        assert (await job_log_with_details(second, log.name)).id == log.id
     finally:
         await second.close()
     assert structure(database_path) == before
@@ -154,9 +123,13 @@ async def test_the_connection_settings(db: Database, database_path: Path) -> Non
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     async with db.snapshot() as conn:
         async with conn.execute("PRAGMA foreign_keys") as cursor:
-            assert (await cursor.fetchone())[0] == 1
+            foreign_keys = await cursor.fetchone()
+            assert foreign_keys is not None
+            assert foreign_keys[0] == 1
         async with conn.execute("PRAGMA busy_timeout") as cursor:
-            assert (await cursor.fetchone())[0] == 5000
+            busy_timeout = await cursor.fetchone()
+            assert busy_timeout is not None
+            assert busy_timeout[0] == 5000
 
 
 async def test_a_database_made_from_the_seeds_sql_is_accepted(
@@ -167,7 +140,7 @@ async def test_a_database_made_from_the_seeds_sql_is_accepted(
     try:
         counts = await count_by_status(db)
         assert (counts.total, counts.success, counts.error, counts.processing) == (4, 2, 1, 1)
-        log = await get_job_log_by_name(db, "20251215143022")
+        log = await job_log_with_details(db, "20251215143022")
         assert log.status is Status.success
         assert log.created_at == datetime(2025, 12, 15, 14, 30, 22, tzinfo=UTC)
         assert log.updated_at == datetime(2025, 12, 15, 14, 30, 45, tzinfo=UTC)
@@ -250,7 +223,7 @@ async def test_reads_do_not_wait_behind_another_writer(
             # The write lock is held for longer than the test allows; a read that waited for
             # it would time out here.
             page = await asyncio.wait_for(list_job_logs(db, JobLogQuery()), timeout=5)
-            found = await asyncio.wait_for(get_job_log_by_name(db, log.name), timeout=5)
+            found = await asyncio.wait_for(job_log_with_details(db, log.name), timeout=5)
             other.execute("ROLLBACK")
         assert [item.id for item in page.items] == [log.id]
         assert found.id == log.id

@@ -13,6 +13,8 @@ import pytest
 
 from tests.support.server import ServerProcess
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serves_then_stops_within_five_seconds(tmp_path: Path, signum: int) -> None:

@@ -14,10 +14,9 @@ from aiohttp.test_utils import TestClient
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient, AiohttpServer
 
-from service.app import create_app
 from service.http.access_log import AccessLogger
 from service.settings import Settings
-from tests.support.api import ADMIN_TOKEN
+from tests.support.api import ADMIN_TOKEN, MakeApp, MakeClient
 from tests.support.clock import FakeClock
 from tests.support.rawhttp import exchange_async, request_bytes
 
@@ -31,12 +30,6 @@ def guarded(settings: Settings) -> Settings:
     return settings.model_copy(
         update={"view_token": SecretStr(VIEW_TOKEN), "allow_anonymous_viewers": False}
     )
-
-
-async def make(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock, **changes: Any
-) -> Client:
-    return await aiohttp_client(create_app(settings.model_copy(update=changes), clock=clock))
 
 
 def set_cookie(response: Any) -> dict[str, str]:
@@ -62,10 +55,8 @@ async def stats_with(client: Client, cookie: str) -> int:
         return response.status
 
 
-async def test_the_cookie_on_the_wire(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
-) -> None:
-    client = await make(aiohttp_client, guarded, clock)
+async def test_the_cookie_on_the_wire(make_client: MakeClient, guarded: Settings) -> None:
+    client = await make_client(guarded)
     response = await sign_in(client, ADMIN_TOKEN)
     assert response.status == 200
     assert await response.json() == {
@@ -86,10 +77,10 @@ async def test_the_cookie_on_the_wire(
 
 
 async def test_behind_a_trusted_proxy_over_https_the_cookie_is_secure_under_its_prefix(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings
 ) -> None:
     trusted = (ipaddress.ip_network("127.0.0.1"),)
-    client = await make(aiohttp_client, guarded, clock, trusted_proxies=trusted)
+    client = await make_client(guarded, trusted_proxies=trusted)
     forwarded = {
         "X-Forwarded-For": "203.0.113.7",
         "X-Forwarded-Proto": "https",
@@ -102,9 +93,9 @@ async def test_behind_a_trusted_proxy_over_https_the_cookie_is_secure_under_its_
 
 
 async def test_forwarded_https_from_an_untrusted_address_changes_no_flag(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings
 ) -> None:
-    client = await make(aiohttp_client, guarded, clock)
+    client = await make_client(guarded)
     headers = {"X-Forwarded-Proto": "https", "X-Forwarded-Prefix": "/elsewhere"}
     cookie = set_cookie(await sign_in(client, VIEW_TOKEN, **headers))
     assert "Secure" not in cookie["raw"]
@@ -112,32 +103,28 @@ async def test_forwarded_https_from_an_untrusted_address_changes_no_flag(
 
 
 async def test_public_url_scopes_the_cookie_to_its_path(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings
 ) -> None:
-    client = await make(
-        aiohttp_client, guarded, clock, public_url="https://plant.example/tools/joblog/"
-    )
+    client = await make_client(guarded, public_url="https://plant.example/tools/joblog/")
     cookie = set_cookie(await sign_in(client, VIEW_TOKEN))
     assert cookie["path"] == "/tools/joblog/"
 
 
 async def test_a_changed_token_ends_every_session_of_its_role(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings
 ) -> None:
-    first = await make(aiohttp_client, guarded, clock)
+    first = await make_client(guarded)
     admin = set_cookie(await sign_in(first, ADMIN_TOKEN))["value"]
     viewer = set_cookie(await sign_in(first, VIEW_TOKEN))["value"]
-    changed = await make(
-        aiohttp_client, guarded, clock, admin_token=SecretStr("a-brand-new-admin-token-42")
-    )
+    changed = await make_client(guarded, admin_token=SecretStr("a-brand-new-admin-token-42"))
     assert await stats_with(changed, f"joblog_session={admin}") == 401
     assert await stats_with(changed, f"joblog_session={viewer}") == 200
 
 
 async def test_an_expired_session_gets_401(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings, clock: FakeClock
 ) -> None:
-    client = await make(aiohttp_client, guarded, clock, session_hours=1)
+    client = await make_client(guarded, session_hours=1)
     cookie = f"joblog_session={set_cookie(await sign_in(client, VIEW_TOKEN))['value']}"
     clock.advance(3599)
     assert await stats_with(client, cookie) == 200
@@ -147,10 +134,8 @@ async def test_an_expired_session_gets_401(
     assert who["role"] is None
 
 
-async def test_a_tampered_cookie_is_nobody(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
-) -> None:
-    client = await make(aiohttp_client, guarded, clock)
+async def test_a_tampered_cookie_is_nobody(make_client: MakeClient, guarded: Settings) -> None:
+    client = await make_client(guarded)
     value = set_cookie(await sign_in(client, VIEW_TOKEN))["value"]
     role, expires, nonce, mac = value.split(".")
     for forged in (
@@ -163,10 +148,8 @@ async def test_a_tampered_cookie_is_nobody(
         assert await stats_with(client, f"joblog_session={forged}") == 401, forged
 
 
-async def test_sign_out_clears_the_cookie(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
-) -> None:
-    client = await make(aiohttp_client, guarded, clock)
+async def test_sign_out_clears_the_cookie(make_client: MakeClient, guarded: Settings) -> None:
+    client = await make_client(guarded)
     await sign_in(client, VIEW_TOKEN)
     response = await client.delete("/api/session")
     assert response.status == 204
@@ -190,14 +173,13 @@ async def test_sign_out_clears_the_cookie(
     ],
 )
 async def test_a_bad_sign_in_sets_no_cookie(
-    aiohttp_client: AiohttpClient,
+    make_client: MakeClient,
     guarded: Settings,
-    clock: FakeClock,
     body: bytes,
     content_type: str,
     status: int,
 ) -> None:
-    client = await make(aiohttp_client, guarded, clock)
+    client = await make_client(guarded)
     response = await client.post("/api/session", data=body, headers={"Content-Type": content_type})
     assert response.status == status, await response.text()
     assert "Set-Cookie" not in response.headers
@@ -207,10 +189,10 @@ async def test_a_bad_sign_in_sets_no_cookie(
 
 
 async def test_the_metrics_token_signs_nobody_in(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings
 ) -> None:
     metrics = "test-metrics-token-5555555555"
-    client = await make(aiohttp_client, guarded, clock, metrics_token=SecretStr(metrics))
+    client = await make_client(guarded, metrics_token=SecretStr(metrics))
     assert (await sign_in(client, metrics)).status == 403
 
 
@@ -225,9 +207,9 @@ async def test_the_metrics_token_signs_nobody_in(
     ],
 )
 async def test_a_cross_origin_post_with_a_valid_cookie_is_refused(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock, headers: dict[str, str]
+    make_client: MakeClient, guarded: Settings, headers: dict[str, str]
 ) -> None:
-    client = await make(aiohttp_client, guarded, clock)
+    client = await make_client(guarded)
     cookie = f"joblog_session={set_cookie(await sign_in(client, ADMIN_TOKEN))['value']}"
     run = await client.post("/api/job_logs", headers={"Cookie": cookie, **headers})
     assert run.status == 403, await run.text()
@@ -238,11 +220,11 @@ async def test_a_cross_origin_post_with_a_valid_cookie_is_refused(
 
 
 async def test_a_same_origin_post_with_the_cookie_acts(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings
 ) -> None:
     """Behind nginx's bare proxy_pass the Host is the upstream's, not what the browser named:
     the browser's Sec-Fetch-Site says the page and the request share an origin."""
-    client = await make(aiohttp_client, guarded, clock)
+    client = await make_client(guarded)
     cookie = f"joblog_session={set_cookie(await sign_in(client, ADMIN_TOKEN))['value']}"
     proxied_page = {"Origin": "http://127.0.0.1:9", "Sec-Fetch-Site": "same-origin"}
     run = await client.post("/api/job_logs", headers={"Cookie": cookie, **proxied_page})
@@ -300,31 +282,25 @@ async def test_http_1_0_is_what_nginx_speaks_by_default_and_never_local(client: 
     assert (await exchange_async(client.server.host, client.server.port, eleven)).status == 200
 
 
-async def test_anonymous_viewers_can_be_turned_off_and_on(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock
-) -> None:
-    off = await make(aiohttp_client, settings, clock, allow_anonymous_viewers=False)
+async def test_anonymous_viewers_can_be_turned_off_and_on(make_client: MakeClient) -> None:
+    off = await make_client(allow_anonymous_viewers=False)
     assert await who(off) is None
-    anywhere = await make(
-        aiohttp_client, settings, clock, host="0.0.0.0", allow_anonymous_viewers=True
-    )
+    anywhere = await make_client(host="0.0.0.0", allow_anonymous_viewers=True)
     assert await who(anywhere, **{"X-Forwarded-For": "203.0.113.9"}) == "viewer"
     assert (await anywhere.post("/api/job_logs")).status == 401
 
 
 async def test_a_service_on_every_address_has_no_anonymous_local_viewer(
-    aiohttp_client: AiohttpClient, settings: Settings, clock: FakeClock
+    make_client: MakeClient,
 ) -> None:
-    client = await make(
-        aiohttp_client, settings, clock, host="0.0.0.0", view_token=SecretStr(VIEW_TOKEN)
-    )
+    client = await make_client(host="0.0.0.0", view_token=SecretStr(VIEW_TOKEN))
     assert await who(client) is None
 
 
 async def test_a_session_s_event_stream_ends_when_the_session_does(
-    aiohttp_client: AiohttpClient, guarded: Settings, clock: FakeClock
+    make_client: MakeClient, guarded: Settings, clock: FakeClock
 ) -> None:
-    client = await make(aiohttp_client, guarded, clock, session_hours=0.0003, sse_stall_seconds=0.4)
+    client = await make_client(guarded, session_hours=0.0003, sse_stall_seconds=0.4)
     cookie = f"joblog_session={set_cookie(await sign_in(client, VIEW_TOKEN))['value']}"
     async with asyncio.timeout(10), client.get("/api/events", headers={"Cookie": cookie}) as stream:
         assert stream.status == 200
@@ -337,15 +313,17 @@ async def test_a_session_s_event_stream_ends_when_the_session_does(
 async def test_the_access_log_names_the_client_a_trusted_proxy_forwards(
     aiohttp_client: AiohttpClient,
     aiohttp_server: AiohttpServer,
+    make_app: MakeApp,
     guarded: Settings,
-    clock: FakeClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     trusted = (ipaddress.ip_network("127.0.0.0/8"),)
-    app = create_app(guarded.model_copy(update={"trusted_proxies": trusted}), clock=clock)
-    access = {"access_log_class": AccessLogger, "access_log": logging.getLogger("service.access")}
+    app = make_app(guarded, trusted_proxies=trusted)
     caplog.set_level(logging.INFO, logger="service.access")
-    client = await aiohttp_client(await aiohttp_server(app, **access))
+    server = await aiohttp_server(
+        app, access_log_class=AccessLogger, access_log=logging.getLogger("service.access")
+    )
+    client: TestClient[web.Request, None] = await aiohttp_client(server)
     forwarded = {"X-Forwarded-For": "198.51.100.23, 127.0.0.1"}
     await client.get("/api/job_logs/stats", headers=forwarded)
     await client.get("/api/job_logs/stats", headers={"X-Forwarded-For": "198.51.100.99"})

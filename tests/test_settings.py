@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import Settings, SettingsError, load_settings
-from tests.support.server import run_service
+from tests.support.server import run_service, settings_from
 
 
 def test_defaults() -> None:
@@ -37,12 +37,15 @@ def test_an_empty_variable_means_the_default(monkeypatch: pytest.MonkeyPatch) ->
     assert load_settings().port == 8080
 
 
-def test_several_invalid_variables_give_a_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PORT", "abc")
-    monkeypatch.setenv("LOG_LEVEL", "loud")
+def refusal(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> str:
+    """What the settings say when ``env`` makes them refuse to load (they must)."""
     with pytest.raises(SettingsError) as caught:
-        load_settings()
-    lines = str(caught.value).splitlines()
+        settings_from(env, monkeypatch)
+    return str(caught.value)
+
+
+def test_several_invalid_variables_give_a_line_each(monkeypatch: pytest.MonkeyPatch) -> None:
+    lines = refusal({"PORT": "abc", "LOG_LEVEL": "loud"}, monkeypatch).splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("invalid PORT:")
     assert lines[1].startswith("invalid LOG_LEVEL:")
@@ -88,13 +91,14 @@ def test_settings_are_frozen() -> None:
         ("NOTIFY_WEBHOOK_URL", "https://hooks.example:99999/s3cr3t", "must be an http(s) URL"),
     ],
 )
+@pytest.mark.integration  # the service in a process of its own
 def test_an_invalid_variable_stops_the_service_with_one_line(
     tmp_path: Path, variable: str, value: str, says: str
 ) -> None:
     env = {variable: value.format(tmp=tmp_path)}
     env.setdefault("DATABASE_PATH", str(tmp_path / "db.sqlite3"))
     (tmp_path / "db.sqlite3").touch()
-    result = run_service(tmp_path, timeout=30, **env)
+    result = run_service(tmp_path, **env)
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -106,11 +110,9 @@ def test_an_invalid_variable_stops_the_service_with_one_line(
 
 
 def test_a_secret_is_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SOURCE_ODBC", "SERVER=db;UID=u;PWD=topsecret")
-    with pytest.raises(SettingsError) as caught:
-        load_settings()
-    assert "topsecret" not in str(caught.value)
-    assert str(caught.value).startswith("invalid SOURCE_ODBC: ")
+    said = refusal({"SOURCE_ODBC": "SERVER=db;UID=u;PWD=topsecret"}, monkeypatch)
+    assert "topsecret" not in said
+    assert said.startswith("invalid SOURCE_ODBC: ")
 
 
 @pytest.mark.parametrize(
@@ -126,21 +128,18 @@ def test_a_secret_is_never_echoed(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_source_settings_that_contradict(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
 ) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as caught:
-        load_settings()
-    assert str(caught.value) == says
+    assert refusal(env, monkeypatch) == says
 
 
 # --- who may see: the start-up refusal and secrets from files ---------------------------------
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "10.1.2.3", "joblog.plant.example"])
+@pytest.mark.integration  # the service in a process of its own
 def test_listening_beyond_loopback_without_a_way_to_view_stops_the_service(
     tmp_path: Path, host: str
 ) -> None:
-    result = run_service(tmp_path, timeout=30, HOST=host, DATABASE_PATH=str(tmp_path / "x.db"))
+    result = run_service(tmp_path, HOST=host, DATABASE_PATH=str(tmp_path / "x.db"))
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -168,13 +167,10 @@ def test_listening_beyond_loopback_without_a_way_to_view_stops_the_service(
 def test_access_settings_that_cannot_work(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
 ) -> None:
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    with pytest.raises(SettingsError) as caught:
-        load_settings()
-    assert says in str(caught.value)
-    assert len(str(caught.value).splitlines()) == 1
-    assert "same-token-for-both-1" not in str(caught.value)
+    said = refusal(env, monkeypatch)
+    assert says in said
+    assert len(said.splitlines()) == 1
+    assert "same-token-for-both-1" not in said
 
 
 SECRET_VALUES = {
@@ -198,6 +194,7 @@ def test_each_secret_can_come_from_a_file(
 
 
 @pytest.mark.parametrize("name", SECRET_VALUES)
+@pytest.mark.integration  # the service in a process of its own
 def test_a_bad_secret_file_is_one_line_naming_it_and_never_its_content(
     tmp_path: Path, name: str
 ) -> None:
@@ -212,7 +209,7 @@ def test_a_bad_secret_file_is_one_line_naming_it_and_never_its_content(
         ({f"{name}_FILE": str(tmp_path / "missing")}, "cannot read"),
     ]
     for extra, says in cases:
-        result = run_service(tmp_path, timeout=30, **env, **extra)
+        result = run_service(tmp_path, **env, **extra)
         assert result.returncode == 2, result.stderr
         lines = result.stderr.splitlines()
         assert len(lines) == 1, result.stderr

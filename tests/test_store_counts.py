@@ -8,9 +8,6 @@ filled once.
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,8 +15,6 @@ from service.retention import purge
 from service.store import (
     Database,
     JobLogQuery,
-    Status,
-    StatusCounts,
     add_detail,
     close_unfinished,
     count_by_status,
@@ -27,15 +22,9 @@ from service.store import (
     list_job_logs,
     set_status,
 )
+from service.wire import Status, StatusCounts
 from tests.support.clock import FakeClock
-from tests.test_schema import seed_database
-
-
-@contextmanager
-def raw(path: Path) -> Iterator[sqlite3.Connection]:
-    """A plain connection, as the Rails app opens the file."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as conn:
-        yield conn
+from tests.support.rails import raw, seed_database
 
 
 def counted(path: Path) -> StatusCounts:

@@ -11,8 +11,7 @@ from service.store import (
     NotFound,
     add_detail,
     create_job_log,
-    get_job_log,
-    get_job_log_by_name,
+    job_log_with_details,
 )
 from tests.support.clock import FakeClock
 
@@ -23,7 +22,7 @@ async def test_details_come_back_in_order_with_their_times(db: Database, clock: 
     for message in ("Job started - SyncOpenOrdersJob", "Connected successfully", "Done"):
         written.append(await add_detail(db, log.id, message))
         clock.advance(0.4)
-    read = await get_job_log(db, log.id)
+    read = await job_log_with_details(db, log.id)
     assert [d.message for d in read.details] == [
         "Job started - SyncOpenOrdersJob",
         "Connected successfully",
@@ -31,7 +30,7 @@ async def test_details_come_back_in_order_with_their_times(db: Database, clock: 
     ]
     assert read.details == written
     assert [d.created_at for d in read.details] == sorted(d.created_at for d in read.details)
-    assert (await get_job_log_by_name(db, log.name)).details == written
+    assert (await job_log_with_details(db, log.name)).details == written
 
 
 async def test_details_of_a_log_stay_with_it(db: Database, clock: FakeClock) -> None:
@@ -39,8 +38,11 @@ async def test_details_of_a_log_stay_with_it(db: Database, clock: FakeClock) -> 
     await add_detail(db, first.id, "one")
     await add_detail(db, second.id, "two")
     await add_detail(db, first.id, "three")
-    assert [d.message for d in (await get_job_log(db, first.id)).details] == ["one", "three"]
-    assert [d.message for d in (await get_job_log(db, second.id)).details] == ["two"]
+    assert [d.message for d in (await job_log_with_details(db, first.id)).details] == [
+        "one",
+        "three",
+    ]
+    assert [d.message for d in (await job_log_with_details(db, second.id)).details] == ["two"]
 
 
 async def test_a_long_message_is_cut_with_a_marker(db: Database) -> None:
@@ -52,7 +54,7 @@ async def test_a_long_message_is_cut_with_a_marker(db: Database) -> None:
     assert len(detail.message) == MAX_MESSAGE_LENGTH
     assert detail.message.endswith(marker)
     assert message.startswith(detail.message.removesuffix(marker))
-    assert (await get_job_log(db, log.id)).details[0].message == detail.message
+    assert (await job_log_with_details(db, log.id)).details[0].message == detail.message
 
 
 @pytest.mark.parametrize("length", [1, MAX_MESSAGE_LENGTH - 1, MAX_MESSAGE_LENGTH])
@@ -74,14 +76,14 @@ async def test_empty_messages_are_refused(db: Database, message: str) -> None:
     log = await create_job_log(db)
     with pytest.raises(InvalidMessage, match="must not be empty"):
         await add_detail(db, log.id, message)
-    assert (await get_job_log(db, log.id)).details == []
+    assert (await job_log_with_details(db, log.id)).details == []
 
 
 async def test_hostile_text_is_stored_exactly(db: Database) -> None:
     log = await create_job_log(db)
     message = "line 1\nline 2\r\n<script>alert('x')</script> \"quoted\" \x00 NUL 𝄞 😀"
     await add_detail(db, log.id, message)
-    assert (await get_job_log(db, log.id)).details[0].message == message
+    assert (await job_log_with_details(db, log.id)).details[0].message == message
 
 
 async def test_text_utf8_cannot_carry_is_replaced_not_refused(db: Database) -> None:

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from service.store import Database, Status, create_job_log
+from service.store import Database, create_job_log
+from service.wire import Status
 from tests.support.clock import FakeClock
 
 

@@ -9,18 +9,16 @@ from pydantic import ValidationError
 
 from service.store import (
     Database,
-    JobLog,
     JobLogQuery,
     NotFound,
-    Status,
     count_by_status,
     create_job_log,
-    get_job_log,
-    get_job_log_by_name,
+    job_log_with_details,
     latest_job_log,
     list_job_logs,
     set_status,
 )
+from service.wire import JobLog, Status
 from tests.support.clock import FakeClock
 
 
@@ -178,8 +176,8 @@ async def test_latest(db: Database, clock: FakeClock) -> None:
 
 async def test_find_by_id_and_name(db: Database, clock: FakeClock) -> None:
     logs = await _history(db, clock, [Status.success, Status.error])
-    assert (await get_job_log(db, logs[0].id)).name == logs[0].name
-    assert (await get_job_log_by_name(db, logs[1].name)).id == logs[1].id
+    assert (await job_log_with_details(db, logs[0].id)).name == logs[0].name
+    assert (await job_log_with_details(db, logs[1].name)).id == logs[1].id
 
 
 @pytest.mark.parametrize(
@@ -187,9 +185,9 @@ async def test_find_by_id_and_name(db: Database, clock: FakeClock) -> None:
 )
 async def test_unknown_or_malformed_names_are_not_found(db: Database, name: str) -> None:
     with pytest.raises(NotFound):
-        await get_job_log_by_name(db, name)
+        await job_log_with_details(db, name)
 
 
 async def test_unknown_id_is_not_found(db: Database) -> None:
     with pytest.raises(NotFound, match="job log 12 does not exist"):
-        await get_job_log(db, 12)
+        await job_log_with_details(db, 12)

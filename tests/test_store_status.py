@@ -10,12 +10,12 @@ from service.store import (
     Database,
     InvalidTransition,
     NotFound,
-    Status,
     create_job_log,
     fail_job_log,
-    get_job_log,
+    job_log_with_details,
     set_status,
 )
+from service.wire import Status
 from tests.support.clock import FakeClock
 
 ALLOWED = {
@@ -48,7 +48,7 @@ async def test_every_transition(db: Database, current: Status, target: Status) -
     else:
         with pytest.raises(InvalidTransition, match=f"from {current.name} to {target.name}"):
             await set_status(db, log.id, target)
-        assert (await get_job_log(db, log.id)).status is current
+        assert (await job_log_with_details(db, log.id)).status is current
 
 
 async def test_updated_at_moves_with_each_change(db: Database, clock: FakeClock) -> None:
@@ -60,7 +60,7 @@ async def test_updated_at_moves_with_each_change(db: Database, clock: FakeClock)
     ended = clock.advance(20)
     done = await set_status(db, log.id, Status.success)
     assert done.updated_at == ended
-    assert (await get_job_log(db, log.id)).updated_at == ended
+    assert (await job_log_with_details(db, log.id)).updated_at == ended
 
 
 async def test_refused_change_leaves_updated_at(db: Database, clock: FakeClock) -> None:
@@ -68,7 +68,7 @@ async def test_refused_change_leaves_updated_at(db: Database, clock: FakeClock) 
     clock.advance(5)
     with pytest.raises(InvalidTransition):
         await set_status(db, log.id, Status.success)
-    assert (await get_job_log(db, log.id)).updated_at == log.updated_at
+    assert (await job_log_with_details(db, log.id)).updated_at == log.updated_at
 
 
 async def test_unknown_log(db: Database) -> None:
@@ -81,7 +81,7 @@ async def test_failing_a_finished_log_writes_nothing(db: Database) -> None:
     await set_status(db, log.id, Status.processing)
     await set_status(db, log.id, Status.success)
     assert await fail_job_log(db, log.id, "ERROR: Cancelled by request") is None
-    after = await get_job_log(db, log.id)
+    after = await job_log_with_details(db, log.id)
     assert after.status is Status.success
     assert after.details == []
 
@@ -93,4 +93,4 @@ async def test_failing_an_open_log_ends_it_with_its_reason(db: Database) -> None
     ended, detail = failed
     assert ended.status is Status.error
     assert detail.message == "ERROR: Timed out after 900 seconds"
-    assert (await get_job_log(db, log.id)).details == [detail]
+    assert (await job_log_with_details(db, log.id)).details == [detail]

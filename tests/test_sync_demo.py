@@ -11,23 +11,10 @@ import pytest
 
 from service.settings import Settings
 from service.sources.demo import ROWS, demo_rows
-from service.store import Status, create_job_log, set_status
+from service.store import create_job_log, set_status
+from service.wire import Status
 from tests.support.clock import FakeClock
-from tests.support.sync import sync_service, table_rows, tables
-
-DEMO_DETAILS = [
-    "Job started - SyncOpenOrdersJob",
-    "Connecting to demo source...",
-    "Connected successfully",
-    "Fetching records from vwZSDOrder_Advanced...",
-    "Importing records in batches of 500...",
-    "Batch 1/4 imported (500 records)",
-    "Batch 2/4 imported (500 records)",
-    "Batch 3/4 imported (500 records)",
-    "Batch 4/4 imported (23 records)",
-    "Fetched 1,523 records",
-    "Replacing open_orders table...",
-]
+from tests.support.sync import DEMO_DETAILS, sync_service, table_rows, tables
 
 
 async def test_a_demo_run_writes_exactly_the_seeds_lines(settings: Settings) -> None:

@@ -10,8 +10,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from service.http.params import InvalidParameter
-from service.store import NotFound
-from service.store.errors import is_busy, is_full
+from service.store import NotFound, is_busy, is_full
 
 logger = logging.getLogger(__name__)
 

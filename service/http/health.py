@@ -18,8 +18,9 @@ from service.credentials import Role
 from service.http import payloads
 from service.http.auth import CALLER, Access, requires
 from service.http.replies import NO_STORE, reply
-from service.store import JobLog, StoreError, history, latest_job_log
-from service.store.heartbeat import Unready
+from service.sources import SourceDescription
+from service.store import StoreError, Unready, last_success_at, latest_job_log
+from service.wire import JobLog
 
 # The sync is late when its last success is older than this many intervals.
 LATE_AFTER_INTERVALS = 3
@@ -52,7 +53,7 @@ async def readyz(request: web.Request) -> web.Response:
     last_success: datetime | None = None
     try:
         last_run = await latest_job_log(db)
-        last_success = await history.last_success_at(db)
+        last_success = await last_success_at(db)
     except (StoreError, sqlite3.Error) as exc:
         database = f"reading the database failed: {exc}"
     interval = app[appkeys.SETTINGS].sync_interval_seconds
@@ -60,10 +61,10 @@ async def readyz(request: web.Request) -> web.Response:
     body = payloads.ReadyOut(
         status="ready" if ready else "unready",
         checks=payloads.ReadyChecksOut(database=database, scheduler=scheduler_check),
-        source=payloads.source_out(app[appkeys.SOURCE].description),
-        last_run=payloads.job_log_out(last_run) if last_run else None,
-        last_success_at=payloads.iso_z(last_success) if last_success else None,
-        next_run_at=payloads.iso_z(scheduler.next_run_at) if scheduler.next_run_at else None,
+        source=app[appkeys.SOURCE].description,
+        last_run=last_run,
+        last_success_at=last_success,
+        next_run_at=scheduler.next_run_at,
         sync=sync_state(last_success, app[appkeys.CLOCK](), interval),
     )
     if request[CALLER].role < Role.viewer:
@@ -80,7 +81,7 @@ def _discreet(body: payloads.ReadyOut) -> payloads.ReadyOut:
                 database="ok" if checks.database == "ok" else "failing",
                 scheduler="ok" if checks.scheduler == "ok" else "failing",
             ),
-            "source": payloads.SourceOut(kind=body.source.kind, server=None),
+            "source": SourceDescription(kind=body.source.kind, server=None),
             "last_run": None,
             "last_success_at": None,
             "next_run_at": None,

@@ -5,30 +5,31 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import appkeys
-from service.http import payloads
 from service.http.params import DetailParams, ListParams, OneParams, parse
 from service.http.replies import reply
 from service.store import (
     NotFound,
     count_by_status,
-    get_job_log,
-    history,
+    detail_page_json,
+    iter_details,
+    job_log,
+    job_log_with_details,
     latest_job_log,
     list_job_logs,
 )
-from service.store.detail_pages import detail_page_json
+from service.wire import iso_z
 
 
 async def list_logs(request: web.Request) -> web.Response:
     """Logs most recent first, filtered by status, created_at range and message text."""
     params = parse(ListParams, request.query)
     page = await list_job_logs(request.app[appkeys.DATABASE], params.query())
-    return reply(payloads.page_out(page))
+    return reply(page)
 
 
 async def stats(request: web.Request) -> web.Response:
     """Counts in all and per status."""
-    return reply(payloads.stats_out(await count_by_status(request.app[appkeys.DATABASE])))
+    return reply(await count_by_status(request.app[appkeys.DATABASE]))
 
 
 async def latest(request: web.Request) -> web.Response:
@@ -37,33 +38,31 @@ async def latest(request: web.Request) -> web.Response:
     log = await latest_job_log(db)
     if log is None:
         raise NotFound("there are no job logs yet")
-    return reply(payloads.with_details_out(await get_job_log(db, log.id)))
+    return reply(await job_log_with_details(db, log.id))
 
 
 async def one(request: web.Request) -> web.Response:
     """A log by name or id, with its details in chronological order (unless details=false)."""
     db = request.app[appkeys.DATABASE]
     if not parse(OneParams, request.query).details:
-        return reply(
-            payloads.job_log_out(await history.find_job_log(db, request.match_info["ref"]))
-        )
-    log = await history.get_job_log_ref(db, request.match_info["ref"])
-    return reply(payloads.with_details_out(log))
+        return reply(await job_log(db, request.match_info["ref"]))
+    log = await job_log_with_details(db, request.match_info["ref"])
+    return reply(log)
 
 
 async def details(request: web.Request) -> web.Response:
     """A page of a log's details after a cursor, optionally only those containing text."""
     db = request.app[appkeys.DATABASE]
-    log = await history.find_job_log(db, request.match_info["ref"])
+    log = await job_log(db, request.match_info["ref"])
     params = parse(DetailParams, request.query)
     page = await detail_page_json(db, log.id, after=params.after, limit=params.limit, q=params.q)
-    return web.Response(text=payloads.detail_page_json(page), content_type="application/json")
+    return web.Response(text=page.text(), content_type="application/json")
 
 
 async def text(request: web.Request) -> web.StreamResponse:
     """The whole log as text, one line per detail, streamed page by page."""
     db = request.app[appkeys.DATABASE]
-    log = await history.find_job_log(db, request.match_info["ref"])
+    log = await job_log(db, request.match_info["ref"])
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/plain; charset=utf-8",
@@ -71,8 +70,8 @@ async def text(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    async for page in history.iter_details(db, log.id):
-        lines = "".join(f"{payloads.iso_z(d.created_at)}  {_one_line(d.message)}\n" for d in page)
+    async for page in iter_details(db, log.id):
+        lines = "".join(f"{iso_z(d.created_at)}  {_one_line(d.message)}\n" for d in page)
         await response.write(lines.encode())
     await response.write_eof()
     return response

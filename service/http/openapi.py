@@ -17,25 +17,26 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from service import wire
 from service.http import params, payloads, sessions
 from service.http.auth import Access, access_of
 
 _OUT: tuple[type[BaseModel], ...] = (
-    payloads.JobLogOut,
-    payloads.DetailOut,
-    payloads.EventDetailOut,
-    payloads.JobLogWithDetailsOut,
-    payloads.JobLogPageOut,
-    payloads.DetailPageOut,
-    payloads.StatsOut,
+    wire.JobLog,
+    wire.JobLogDetail,
+    wire.EventDetail,
+    wire.JobLogWithDetails,
+    wire.JobLogPage,
+    wire.DetailPage,
+    wire.StatusCounts,
     payloads.StatusOut,
     payloads.ErrorOut,
     payloads.ConflictOut,
     payloads.ReadyOut,
     payloads.SessionOut,
 )
-# What service.store.history.parse_ref finds: a name (YYYYMMDDhhmmss, then _n for a same-second
-# run) or an id. Anything else is 404, or another route's answer (``stats``, ``x.txt``).
+# What the store finds by ref (service.store.job_log): a name (YYYYMMDDhhmmss, then _n for a
+# same-second run) or an id. Anything else is 404, or another route's answer (``stats``, ``x.txt``).
 _REF_PATTERN = r"^(?:[0-9]{14}(?:_[0-9]+)?|[0-9]{1,19})$"
 _REF = {
     "name": "ref",
@@ -162,7 +163,7 @@ def _history_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getStats",
                 "summary": "Counts in all and per status",
-                "responses": {"200": _answer("The counts", "StatsOut")},
+                "responses": {"200": _answer("The counts", "StatusCounts")},
             }
         },
         "/api/job_logs/latest": {
@@ -171,7 +172,7 @@ def _history_paths() -> dict[str, Any]:
                 "summary": "The most recent job log with its details",
                 "responses": {
                     "200": {
-                        **_answer("The log", "JobLogWithDetailsOut"),
+                        **_answer("The log", "JobLogWithDetails"),
                         "links": _links(*_LOG_LINKS),
                     },
                     "404": _answer("There are no job logs yet", "ErrorOut"),
@@ -190,8 +191,8 @@ def _history_paths() -> dict[str, Any]:
                             "application/json": {
                                 "schema": {
                                     "anyOf": [
-                                        {"$ref": "#/components/schemas/JobLogWithDetailsOut"},
-                                        {"$ref": "#/components/schemas/JobLogOut"},
+                                        {"$ref": "#/components/schemas/JobLogWithDetails"},
+                                        {"$ref": "#/components/schemas/JobLog"},
                                     ]
                                 }
                             }
@@ -211,7 +212,7 @@ def _history_paths() -> dict[str, Any]:
                 "first).",
                 "parameters": [_REF, *_query(params.DetailParams)],
                 "responses": {
-                    "200": _answer("A page", "DetailPageOut"),
+                    "200": _answer("A page", "DetailPage"),
                     "400": _BAD_PARAMETER,
                     "404": _NOT_FOUND,
                 },
@@ -250,7 +251,7 @@ def _run_paths() -> dict[str, Any]:
                 "operationId": "listJobLogs",
                 "summary": "Job logs, most recent first",
                 "parameters": _query(params.ListParams),
-                "responses": {"200": _answer("A page", "JobLogPageOut"), "400": _BAD_PARAMETER},
+                "responses": {"200": _answer("A page", "JobLogPage"), "400": _BAD_PARAMETER},
             },
             "post": {
                 "operationId": "runNow",
@@ -263,7 +264,7 @@ def _run_paths() -> dict[str, Any]:
                     "202": {
                         **_answer(
                             "The new run",
-                            "JobLogOut",
+                            "JobLog",
                             {"Location": _header("The run, relative: job_logs/<name>")},
                         ),
                         "links": _links(*_LOG_LINKS),
@@ -280,7 +281,7 @@ def _run_paths() -> dict[str, Any]:
                 "summary": "End a running run as error",
                 "parameters": [_REF],
                 "responses": {
-                    "202": _answer("The cancelled run", "JobLogOut"),
+                    "202": _answer("The cancelled run", "JobLog"),
                     "404": _NOT_FOUND,
                     **_POST_ERR,
                     "409": _answer("That run is not running here", "ConflictOut"),

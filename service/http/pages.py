@@ -12,7 +12,7 @@ from aiohttp import web
 
 from service.http.auth import Access, requires
 from service.resources import static_dir
-from service.store.job_logs import NAME_PATTERN
+from service.wire import NAME_PATTERN
 
 _BASE = '<base href="./">'
 

@@ -20,7 +20,8 @@ from pydantic import (
     field_validator,
 )
 
-from service.store.models import MAX_PAGE, MAX_PER_PAGE, JobLogQuery, Status
+from service.store import MAX_PAGE, MAX_PER_PAGE, JobLogQuery
+from service.wire import Status
 
 MAX_ID = 2**63 - 1
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

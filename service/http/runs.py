@@ -11,7 +11,8 @@ from service.http.errors import error_body
 from service.http.params import RunParams, parse
 from service.http.replies import reply
 from service.scheduler import RunInProgress
-from service.store import JobLog, history
+from service.store import job_log, last_success_at, open_job_logs
+from service.wire import JobLog
 
 CANCELLED = "Cancelled by request"
 NO_BODY = "this request takes no body"
@@ -24,14 +25,14 @@ async def status(request: web.Request) -> web.Response:
     db = request.app[appkeys.DATABASE]
     scheduler = request.app[appkeys.SCHEDULER]
     running = await _running(request)
-    last = await history.last_success_at(db)
+    last = await last_success_at(db)
     return reply(
         payloads.StatusOut(
-            source=payloads.source_out(request.app[appkeys.SOURCE].description),
+            source=request.app[appkeys.SOURCE].description,
             interval_seconds=request.app[appkeys.SETTINGS].sync_interval_seconds,
-            next_run_at=payloads.iso_z(scheduler.next_run_at) if scheduler.next_run_at else None,
-            running=payloads.job_log_out(running) if running else None,
-            last_success_at=payloads.iso_z(last) if last else None,
+            next_run_at=scheduler.next_run_at,
+            running=running,
+            last_success_at=last,
         )
     )
 
@@ -63,19 +64,17 @@ async def run_now(request: web.Request) -> web.Response:
     except RunInProgress as busy:
         # As it is now, not as it was created (pending).
         db = request.app[appkeys.DATABASE]
-        running = (
-            await history.load_job_log(db, busy.running.id) if busy.running else None
-        ) or await _running(request)
+        running = (await job_log(db, busy.running.id) if busy.running else None) or await _running(
+            request
+        )
         return reply(
             payloads.ConflictOut(
                 error="a sync run is already in progress",
-                job_log=payloads.job_log_out(running) if running else None,
+                job_log=running,
             ),
             status=409,
         )
-    return reply(
-        payloads.job_log_out(log), status=202, headers={"Location": f"job_logs/{log.name}"}
-    )
+    return reply(log, status=202, headers={"Location": f"job_logs/{log.name}"})
 
 
 @requires(Access.admin)
@@ -83,25 +82,23 @@ async def cancel(request: web.Request) -> web.Response:
     """End a running run as error (``ERROR: Cancelled by request``): 202, or 409."""
     _refuse_a_body(request)
     db = request.app[appkeys.DATABASE]
-    log = await history.find_job_log(db, request.match_info["ref"])
+    log = await job_log(db, request.match_info["ref"])
     scheduler = request.app[appkeys.SCHEDULER]
     if scheduler.running is None or scheduler.running.id != log.id:
         why = "is not running" if log.status.finished else "is run by another process"
         return reply(
-            payloads.ConflictOut(
-                error=f"job log {log.name} {why}", job_log=payloads.job_log_out(log)
-            ),
+            payloads.ConflictOut(error=f"job log {log.name} {why}", job_log=log),
             status=409,
         )
     await scheduler.cancel(CANCELLED, wait=_CANCEL_WAIT_SECONDS)
-    return reply(payloads.job_log_out(await history.load_job_log(db, log.id)), status=202)
+    return reply(await job_log(db, log.id), status=202)
 
 
 async def _running(request: web.Request) -> JobLog | None:
     scheduler = request.app[appkeys.SCHEDULER]
     if scheduler.running is not None:
         return scheduler.running
-    open_logs = await history.open_job_logs(request.app[appkeys.DATABASE])
+    open_logs = await open_job_logs(request.app[appkeys.DATABASE])
     return open_logs[-1] if open_logs else None
 
 

@@ -91,7 +91,7 @@ def _session_out(caller: Caller) -> payloads.SessionOut:
         role=caller.role.name if caller.role is not Role.nobody else None,
         via=caller.via if caller.role is not Role.nobody else None,
         user=caller.user,
-        expires_at=payloads.iso_z(caller.expires_at) if caller.expires_at else None,
+        expires_at=caller.expires_at,
     )
 
 

@@ -24,8 +24,8 @@ from .database import Database
 from .errors import StoreError
 from .rows import fetch_all, fetch_one
 
-TARGET = "open_orders"
-STAGING = "open_orders_staging"
+OPEN_ORDERS = "open_orders"
+OPEN_ORDERS_STAGING = "open_orders_staging"
 _MENTIONS_TARGET = re.compile(r"\bopen_orders\b", re.IGNORECASE)
 _MAX_IDENTIFIER = 128
 
@@ -79,15 +79,15 @@ def validate_columns(columns: Sequence[Column]) -> list[Column]:
 async def drop_staging(db: Database) -> None:
     """Remove a staging table left by a failed, cancelled or killed run."""
     async with db.transaction() as conn:
-        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {STAGING}")
+        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {OPEN_ORDERS_STAGING}")
 
 
 async def create_staging(db: Database, columns: Sequence[Column]) -> None:
     """An empty staging table with the source's columns."""
     definition = ", ".join(f"{quote(c.name)} {c.sqlite_type}" for c in validate_columns(columns))
     async with db.transaction() as conn:
-        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {STAGING}")
-        await conn.execute_fetchall(f"CREATE TABLE {STAGING} ({definition})")
+        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {OPEN_ORDERS_STAGING}")
+        await conn.execute_fetchall(f"CREATE TABLE {OPEN_ORDERS_STAGING} ({definition})")
 
 
 async def insert_staging(db: Database, width: int, rows: Sequence[Sequence[object]]) -> None:
@@ -96,7 +96,7 @@ async def insert_staging(db: Database, width: int, rows: Sequence[Sequence[objec
     A value SQLite cannot hold (text with a lone surrogate, an integer beyond 64 bits) does not
     fail the run: the batch is stored again with each such value replaced visibly.
     """
-    sql = f"INSERT INTO {STAGING} VALUES ({', '.join('?' * width)})"
+    sql = f"INSERT INTO {OPEN_ORDERS_STAGING} VALUES ({', '.join('?' * width)})"
     try:
         async with db.transaction() as conn:
             await conn.executemany(sql, rows)
@@ -119,9 +119,9 @@ def storable(value: object) -> object:
     return value
 
 
-async def count_rows(db: Database, table: str = TARGET) -> int:
+async def count_open_orders(db: Database, table: str = OPEN_ORDERS) -> int:
     """Rows in ``open_orders`` (or staging); 0 when the table does not exist yet."""
-    if table not in (TARGET, STAGING):
+    if table not in (OPEN_ORDERS, OPEN_ORDERS_STAGING):
         raise ValueError(f"not a sync table: {table}")
     async with db.snapshot() as conn:
         if not await _exists(conn, table):
@@ -133,40 +133,41 @@ async def count_rows(db: Database, table: str = TARGET) -> int:
 async def change_summary(db: Database, key: str) -> ChangeSummary | None:
     """New, gone and changed keys of staging against open_orders; None when not comparable."""
     async with db.snapshot() as conn:
-        if not await _exists(conn, TARGET):
+        if not await _exists(conn, OPEN_ORDERS):
             return None
-        old = await _columns(conn, TARGET)
-        new = await _columns(conn, STAGING)
+        old = await _columns(conn, OPEN_ORDERS)
+        new = await _columns(conn, OPEN_ORDERS_STAGING)
         by_fold = {name.casefold(): name for name in new}
         if key.casefold() not in by_fold or key.casefold() not in {n.casefold() for n in old}:
             return None
         k = quote(by_fold[key.casefold()])
         common = ", ".join(quote(n) for n in new if n.casefold() in {o.casefold() for o in old})
+        new_set, old_set = OPEN_ORDERS_STAGING, OPEN_ORDERS
         counts = await _fetch_counts(
             conn,
             f"""
             SELECT
-              (SELECT count(*) FROM (SELECT {k} FROM {STAGING} EXCEPT SELECT {k} FROM {TARGET})),
-              (SELECT count(*) FROM (SELECT {k} FROM {TARGET} EXCEPT SELECT {k} FROM {STAGING})),
+              (SELECT count(*) FROM (SELECT {k} FROM {new_set} EXCEPT SELECT {k} FROM {old_set})),
+              (SELECT count(*) FROM (SELECT {k} FROM {old_set} EXCEPT SELECT {k} FROM {new_set})),
               (SELECT count(DISTINCT {k}) FROM (
-                  SELECT {common} FROM {STAGING} EXCEPT SELECT {common} FROM {TARGET}
-               ) WHERE {k} IN (SELECT {k} FROM {TARGET}))
+                  SELECT {common} FROM {new_set} EXCEPT SELECT {common} FROM {old_set}
+               ) WHERE {k} IN (SELECT {k} FROM {old_set}))
             """,
         )
     return ChangeSummary(*counts)
 
 
-async def swap(db: Database) -> None:
+async def swap_open_orders(db: Database) -> None:
     """Replace open_orders by staging in one short transaction, keeping what depends on it."""
     async with db.transaction() as conn:
-        if not await _exists(conn, STAGING):
+        if not await _exists(conn, OPEN_ORDERS_STAGING):
             raise StoreError("there is no staging table to swap in")
         dependants = await _dependants(conn)
         for kind, name, _ in dependants:
             if kind in ("view", "trigger"):
                 await conn.execute_fetchall(f"DROP {kind.upper()} IF EXISTS {quote(name)}")
-        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {TARGET}")
-        await conn.execute_fetchall(f"ALTER TABLE {STAGING} RENAME TO {TARGET}")
+        await conn.execute_fetchall(f"DROP TABLE IF EXISTS {OPEN_ORDERS}")
+        await conn.execute_fetchall(f"ALTER TABLE {OPEN_ORDERS_STAGING} RENAME TO {OPEN_ORDERS}")
         for _, _, sql in dependants:
             await conn.execute_fetchall(sql)
 
@@ -180,9 +181,11 @@ async def _dependants(conn: aiosqlite.Connection) -> list[tuple[str, str, str]]:
     )
     found = []
     for kind, name, table, sql in rows:
-        if table.casefold() == STAGING or name.casefold().startswith(STAGING):
+        if table.casefold() == OPEN_ORDERS_STAGING or name.casefold().startswith(
+            OPEN_ORDERS_STAGING
+        ):
             continue
-        if table.casefold() == TARGET or (kind != "index" and _MENTIONS_TARGET.search(sql)):
+        if table.casefold() == OPEN_ORDERS or (kind != "index" and _MENTIONS_TARGET.search(sql)):
             found.append((kind, name, sql))
     # Views first, then indexes, then triggers: a trigger may read a view.
     order = {"view": 0, "index": 1, "trigger": 2}

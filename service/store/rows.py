@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from typing import Any
 
 import aiosqlite
 
-from .models import JobLog, JobLogDetail, Status
+from service.wire import JobLog, JobLogDetail, Status
+
 from .timestamps import from_db
 
 LOG_COLUMNS = "id, name, status, created_at, updated_at"
+DETAIL_COLUMNS = "id, job_log_id, message, created_at, updated_at"
 
 
 def is_status(value: object) -> bool:
@@ -30,13 +33,18 @@ def job_log_from_row(row: sqlite3.Row) -> JobLog:
 
 def detail_from_row(row: sqlite3.Row) -> JobLogDetail:
     """A job_log_details row as a model."""
-    return JobLogDetail(
-        id=row["id"],
-        job_log_id=row["job_log_id"],
-        message=row["message"],
-        created_at=from_db(row["created_at"]),
-        updated_at=from_db(row["updated_at"]),
-    )
+    return JobLogDetail(**detail_fields(row))
+
+
+def detail_fields(row: sqlite3.Row) -> dict[str, Any]:
+    """The fields of a detail in a row that has its columns (and maybe more)."""
+    return {
+        "id": row["id"],
+        "job_log_id": row["job_log_id"],
+        "message": row["message"],
+        "created_at": from_db(row["created_at"]),
+        "updated_at": from_db(row["updated_at"]),
+    }
 
 
 async def fetch_one(

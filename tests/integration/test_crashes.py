@@ -40,7 +40,6 @@ from tests.support.faults import (
     start_run,
     status_of,
     wait_ended,
-    wait_for,
     wait_for_cpu,
     wait_until_stuck,
 )
@@ -50,6 +49,7 @@ from tests.support.server import ServerProcess, run_service
 from tests.support.silent import silent_server
 from tests.support.sse import SSEEvent, SSEReader
 from tests.support.sync import table_rows, tables
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -468,7 +468,7 @@ def test_a_run_timed_out_in_a_fetch_from_a_suspended_source_leaves_the_server_an
         server.wait_ready()
         run = int(start_run(server.url)["id"])
         stuck.reached(database, run)
-        wait_for(lambda: status_of(database, run) == ERROR, "the run's timeout", timeout=15)
+        wait_for(lambda: status_of(database, run) == ERROR, "the run's timeout", within=15)
         for _ in range(5):  # the loop answers while the driver call is still blocked
             started = time.monotonic()
             with urllib.request.urlopen(f"{server.url}/healthz", timeout=2) as answer:

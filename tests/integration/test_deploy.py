@@ -18,53 +18,52 @@ check is run against a server started with its environment.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
-import shlex
 import shutil
-import socket
-import sqlite3
 import subprocess
 import sys
-import threading
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import closing, contextmanager, suppress
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, expect
 
-from service.settings import Settings, SettingsError, load_settings
-from tests.support.browser import eventually, launch_chromium, watched_page
+from service.settings import SettingsError
+from tests.support.browser import eventually, watched_page
+from tests.support.deploy import (
+    ADMIN,
+    ROOT,
+    UNIT,
+    VIEWER,
+    Stack,
+    container_env,
+    serve_behind_nginx,
+    the,
+    unit_credentials,
+    unit_environment,
+    unit_options,
+    verifiable_unit,
+    write_secret,
+)
+from tests.support.http_client import bearer, call
+from tests.support.joblogs import detail_rows, status_of
 from tests.support.netns import outside_address
-from tests.support.nginx import DEPLOY_SITE, DOCUMENTED_UPSTREAM, Nginx, bare_site, deployed_site
-from tests.support.server import ServerProcess
+from tests.support.nginx import DEPLOY_SITE, DOCUMENTED_UPSTREAM
+from tests.support.page import click_run_now, expect_signed_in, rendered_lines, sign_in_with_form
+from tests.support.server import ServerProcess, settings_from
+from tests.support.stream_clients import CurlStream, Event, EventStream
 from tests.support.system import free_port, require_command
+from tests.support.wait import wait_for
+from tests.support.wheel import build_wheel
 
 pytestmark = pytest.mark.integration
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "docs" / "deploy"
-UNIT = DEPLOY / "joblog.service"
-CONTAINERFILE = DEPLOY / "Containerfile"
-
-ADMIN = "deploy-admin-token-7f3c9a1e5b"
-VIEWER = "deploy-view-token-2d8e6b4a0c"
-# No schedule: every run is one the test starts. Batches 2 s apart give a run of about 8 s,
-# time enough to restart the proxy in the middle of it on a loaded machine.
-QUIET = {"SYNC_ON_START": "false", "SYNC_INTERVAL_SECONDS": "0", "DEMO_DELAY_SECONDS": "2"}
-# What an operator may well have in nginx.conf: gzip for every text type, the event stream
-# among them. The documented site must keep its stream uncompressed all the same.
-GZIP_EVERYTHING = """    gzip on;
-    gzip_min_length 1;
-    gzip_types application/json text/event-stream text/css application/javascript;"""
 # Headers a client sends to pass for the proxy, for this machine, or for an admin.
 FORGED = {"X-Forwarded-For": "127.0.0.1", "Remote-User": "admin"}
 # How far behind its commit a line may reach a reader through the proxy (what "live" means).
@@ -74,8 +73,6 @@ LIVE_SECONDS = 1.0
 # answer's status.
 PROXY_DOWN = r"Failed to load resource: net::ERR_[A-Z_]+ "
 
-_RENDERED_LINES = """() => [...document.querySelectorAll('#run-lines li.line')].map(
-    (li) => [Number(li.dataset.id), li.querySelector('.message')?.textContent ?? null])"""
 # Notes when each log line first appears in the page (ms since the epoch, by detail id).
 _WATCH_LINES = """() => {
     window.__seen = {};
@@ -88,301 +85,11 @@ _WATCH_LINES = """() => {
 }"""
 
 
-# --- HTTP through the proxy -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    """A complete answer: status, headers (all values of each, lower-cased names), body."""
-
-    status: int
-    headers: dict[str, list[str]]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        """The header's (last) value."""
-        values = self.headers.get(name.lower())
-        return values[-1] if values else None
-
-    def json(self) -> Any:
-        """The body as JSON."""
-        return json.loads(self.body)
-
-
-def _headers_of(response: http.client.HTTPResponse) -> dict[str, list[str]]:
-    headers: dict[str, list[str]] = {}
-    for name, value in response.getheaders():
-        headers.setdefault(name.lower(), []).append(value)
-    return headers
-
-
-def call(
-    port: int,
-    method: str,
-    path: str,
-    headers: Mapping[str, str] | None = None,
-    body: Any = None,
-    *,
-    source: str | None = None,
-    host: str = "127.0.0.1",
-) -> Answer:
-    """One request on a new connection to ``host:port`` (from ``source``); no redirect is
-    followed and nothing is decompressed. ``body`` is sent as JSON."""
-    conn = http.client.HTTPConnection(
-        host, port, timeout=15, source_address=(source, 0) if source else None
-    )
-    with closing(conn):
-        sent = dict(headers or {})
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            sent["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=sent)
-        response = conn.getresponse()
-        return Answer(response.status, _headers_of(response), response.read())
-
-
-def bearer(token: str) -> dict[str, str]:
-    """The header that proves ``token``."""
-    return {"Authorization": f"Bearer {token}"}
-
-
-@dataclass(frozen=True)
-class Event:
-    """One server-sent event, with the wall-clock time its last line arrived."""
-
-    kind: str
-    id: int | None
-    data: Any
-    at: float
-
-
-class EventStream:
-    """``GET path`` as an event-stream client, read in a thread into :attr:`events`.
-
-    The answer's status and headers are known on return; :attr:`done` is set when the stream
-    ends (the server closed it, or the connection broke).
-    """
-
-    def __init__(self, port: int, path: str, headers: Mapping[str, str]) -> None:
-        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
-        self.conn.request("GET", path, headers={"Accept": "text/event-stream", **headers})
-        try:
-            self.response = self.conn.getresponse()
-        except TimeoutError:
-            self.conn.close()
-            raise AssertionError(f"{path}: no answer within 15 s (held in a buffer?)") from None
-        if self.conn.sock is not None:
-            self.conn.sock.settimeout(60)  # the service pings every 15 s
-        self.status = self.response.status
-        self.headers = _headers_of(self.response)
-        self.events: list[Event] = []
-        self.done = threading.Event()
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        if self.status == 200:
-            self._thread.start()
-        else:
-            self.done.set()
-
-    def _read(self) -> None:
-        kind: str = "message"
-        ident: int | None = None
-        data: list[str] = []
-        try:
-            while line := self._next_line():
-                text = line.decode().rstrip("\r\n")
-                if text == "":
-                    if data:
-                        self.events.append(
-                            Event(kind, ident, json.loads("\n".join(data)), time.time())
-                        )
-                    kind, ident, data = "message", None, []
-                elif not text.startswith(":"):
-                    name, _, value = text.partition(":")
-                    value = value.removeprefix(" ")
-                    if name == "event":
-                        kind = value
-                    elif name == "id":
-                        ident = int(value)
-                    elif name == "data":
-                        data.append(value)
-        finally:
-            self.done.set()
-
-    def _next_line(self) -> bytes:
-        """The next line, or b"" at the end: the server's, or the connection's when the proxy
-        goes away (http.client says so with a ValueError when a chunk breaks off)."""
-        try:
-            return self.response.readline()
-        except (OSError, ValueError, http.client.HTTPException):
-            return b""
-
-    def details(self, run: str) -> list[Event]:
-        """The ``detail`` events of the run named ``run``, as received."""
-        return [
-            e for e in list(self.events) if e.kind == "detail" and e.data["job_log_name"] == run
-        ]
-
-    def wait_for(self, found: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-        """Return once ``found()``; fail naming ``what`` after ``timeout`` s."""
-        deadline = time.monotonic() + timeout
-        while not found():
-            assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        """Hang up: the reading thread sees the end at once, then the connection is closed."""
-        sock = self.conn.sock
-        if sock is not None:
-            with suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        if self._thread.ident is not None:
-            self._thread.join(timeout=10)
-        self.conn.close()
-
-
 def committed(created_at: str) -> float:
     """A detail's ``created_at`` (API: ISO with Z; database: ``YYYY-MM-DD HH:MM:SS.ffffff``
     UTC) as seconds since the epoch."""
     moment = datetime.fromisoformat(created_at.replace(" ", "T").removesuffix("Z"))
     return moment.replace(tzinfo=UTC).timestamp()
-
-
-# --- the database ---------------------------------------------------------------------------------
-
-
-def db_details(database: Path, name: str) -> list[tuple[int, str, str]]:
-    """The run's details as (id, message, created_at), in order."""
-    with closing(sqlite3.connect(database, timeout=10)) as conn:
-        return list(
-            conn.execute(
-                "SELECT d.id, d.message, d.created_at FROM job_log_details d "
-                "JOIN job_logs l ON l.id = d.job_log_id WHERE l.name = ? ORDER BY d.id",
-                (name,),
-            )
-        )
-
-
-def db_status(database: Path, name: str) -> int:
-    """The run's status (0 pending, 1 processing, 2 error, 3 success)."""
-    with closing(sqlite3.connect(database, timeout=10)) as conn:
-        (status,) = conn.execute("SELECT status FROM job_logs WHERE name = ?", (name,)).fetchone()
-        return int(status)
-
-
-def wait_until(found: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    """Return once ``found()``; fail naming ``what`` after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not found():
-        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
-        time.sleep(0.05)
-
-
-# --- the deployment -------------------------------------------------------------------------------
-
-
-def unit_environment(credentials: Path) -> dict[str, str]:
-    """The ``Environment=`` settings of joblog.service, ``%d`` (the credentials folder) made
-    ``credentials``."""
-    env: dict[str, str] = {}
-    for line in UNIT.read_text().splitlines():
-        if line.startswith("Environment="):
-            for assignment in shlex.split(line.removeprefix("Environment=")):
-                name, _, value = assignment.partition("=")
-                env[name] = value.replace("%d", str(credentials))
-    return env
-
-
-def unit_credentials() -> dict[str, str]:
-    """``LoadCredential=name:path`` of joblog.service, as {name: path}."""
-    found = re.findall(r"^LoadCredential=([^:\s]+):(\S+)$", UNIT.read_text(), re.MULTILINE)
-    return dict(found)
-
-
-@dataclass
-class Stack:
-    """The service behind nginx at ``/joblog/``; ``kind`` is "deploy" or "bare"."""
-
-    kind: str
-    server: ServerProcess
-    nginx: Nginx
-    admin: str
-    database: Path
-
-    @property
-    def base(self) -> str:
-        """The page's address through the proxy."""
-        return self.nginx.url("/joblog/")
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        headers: Mapping[str, str] | None = None,
-        body: Any = None,
-        *,
-        source: str | None = None,
-    ) -> Answer:
-        """A request through the proxy (``path`` under /joblog/)."""
-        host = source or "127.0.0.1"
-        return call(
-            self.nginx.port, method, f"/joblog{path}", headers, body, source=source, host=host
-        )
-
-    def direct(self, method: str, path: str, headers: Mapping[str, str] | None = None) -> Answer:
-        """A request to the service itself on loopback, past the proxy."""
-        return call(self.server.port, method, path, headers)
-
-
-def write_secret(path: Path, value: str) -> Path:
-    """``value`` in a file only its owner reads, as systemd and container engines hand them."""
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return path
-
-
-@contextmanager
-def serve_behind_nginx(kind: str, tmp_path: Path) -> Iterator[Stack]:
-    """The service and nginx in front of it.
-
-    deploy: docs/deploy/nginx-joblog.conf, and the service with joblog.service's settings
-    (tokens in credential files) plus PUBLIC_URL, as the configuration says; AUTH_PROXY_HEADER
-    is set too, so that a Remote-User the proxy let through would count.
-    bare: one proxy_pass; the service trusts another address as its proxy (not nginx's), with
-    AUTH_PROXY_HEADER, and makes its own admin token.
-    """
-    nginx_port = free_port()
-    workdir = tmp_path / "service"
-    workdir.mkdir()
-    credentials = tmp_path / "credentials"
-    credentials.mkdir(mode=0o700)
-    write_secret(credentials / "view-token", VIEWER)
-    # ServerProcess gives the tests' admin token unless told otherwise; an empty variable is
-    # no setting: the token comes from a file here.
-    proxy_user = {
-        "AUTH_PROXY_HEADER": "Remote-User",
-        "AUTH_PROXY_ADMINS": "admin",
-        "ADMIN_TOKEN": "",
-    }
-    if kind == "deploy":
-        write_secret(credentials / "admin-token", ADMIN)
-        env = unit_environment(credentials)
-        # The unit's own port and database folder are the machine's; the rest is used as is.
-        env.pop("PORT")
-        env.pop("DATABASE_PATH")
-        env["PUBLIC_URL"] = f"http://127.0.0.1:{nginx_port}/joblog/"
-    else:
-        env = {"TRUSTED_PROXIES": "192.0.2.1", "VIEW_TOKEN_FILE": str(credentials / "view-token")}
-    with ServerProcess(workdir, **QUIET, **proxy_user, **env) as server:
-        server.wait_ready()
-        database = workdir / "data" / "joblog.sqlite3"
-        admin = ADMIN if kind == "deploy" else (database.parent / "admin-token").read_text()
-        if kind == "deploy":
-            site, extra = deployed_site(nginx_port, server.port), GZIP_EVERYTHING
-        else:
-            site, extra = bare_site(nginx_port, server.port), ""
-        with Nginx(tmp_path / "nginx", site, port=nginx_port, http_extra=extra) as nginx:
-            yield Stack(kind, server, nginx, admin.strip(), database)
 
 
 @pytest.fixture(params=["deploy", "bare"])
@@ -392,28 +99,7 @@ def stack(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Stack]:
         yield serving
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    """One Chromium for the module; each test opens its own context."""
-    with launch_chromium() as chromium:
-        yield chromium
-
-
 # --- the page, live, through the proxy ------------------------------------------------------------
-
-
-def sign_in_with_form(page: Page, token: str) -> None:
-    """Sign in as a person does: the page asks, the token goes into its form."""
-    expect(page.locator("#signin-view")).to_be_visible()
-    page.locator("#signin-token").fill(token)
-    page.locator("#signin-submit").click()
-    expect(page.locator("#signin-view")).to_be_hidden()
-    expect(page.locator("#who-name")).to_have_text("admin")
-
-
-def page_lines(page: Page) -> list[tuple[int, str]]:
-    """The log lines the run view shows, as (detail id, message)."""
-    return [(int(i), m) for i, m in page.evaluate(_RENDERED_LINES)]
 
 
 @dataclass(frozen=True)
@@ -436,15 +122,16 @@ def restart_proxy_mid_run(stack: Stack, reader: EventStream, name: str) -> Cut:
     before = reader.details(name)
     last_seen = before[-1].id
     assert last_seen is not None
-    wait_until(
-        lambda: db_details(stack.database, name)[-1][0] > last_seen,
+    wait_for(
+        lambda: detail_rows(stack.database, name)[-1][0] > last_seen,
         "a line written while the proxy is down",
+        within=30,
     )
-    written = {i for i, _, _ in db_details(stack.database, name)} - {e.id for e in before}
+    written = {i for i, _, _ in detail_rows(stack.database, name)} - {e.id for e in before}
     mark = len(stack.nginx.access_log())
     stack.nginx.start()
     back = time.time()
-    assert db_status(stack.database, name) == 1, "the run ended before the proxy was back"
+    assert status_of(stack.database, name) == 1, "the run ended before the proxy was back"
     return Cut(before, last_seen, written, back, mark)
 
 
@@ -459,6 +146,7 @@ def test_the_page_signs_in_and_follows_a_run_live_across_a_proxy_restart(
         page = watched.page
         page.goto(stack.base)
         sign_in_with_form(page, stack.admin)
+        expect_signed_in(page, "admin")
         expect(page.locator("#connection")).to_have_attribute("data-state", "live")
         (cookie,) = [c for c in watched.context.cookies() if c["name"] == "joblog_session"]
         assert cookie["path"] == ("/joblog/" if stack.kind == "deploy" else "/")
@@ -470,12 +158,7 @@ def test_the_page_signs_in_and_follows_a_run_live_across_a_proxy_restart(
         viewer = EventStream(stack.nginx.port, "/joblog/api/events", bearer(VIEWER))
         try:
             assert viewer.status == 200
-            with page.expect_response(
-                lambda r: r.request.method == "POST" and r.url == f"{stack.base}api/job_logs"
-            ) as answer:
-                page.locator("#run-now").click()
-            assert answer.value.status == 202
-            name: str = answer.value.json()["name"]
+            name = click_run_now(page, stack.base)
             expect(page.locator("#run-name")).to_have_text(re.compile(rf"{name}$"))
             assert page.url == f"{stack.base}runs/{name}"
             viewer.wait_for(
@@ -509,9 +192,12 @@ def test_the_page_signs_in_and_follows_a_run_live_across_a_proxy_restart(
         banner = page.locator("#run-banner")
         expect(banner).to_be_visible(timeout=30_000)
         expect(banner).to_contain_text("succeeded")
-        lines = db_details(stack.database, name)
+        lines = detail_rows(stack.database, name)
         eventually(
-            page, lambda: page_lines(page), [(i, m) for i, m, _ in lines], what="the page's lines"
+            page,
+            lambda: rendered_lines(page),
+            [(i, m) for i, m, _ in lines],
+            what="the page's lines",
         )
         after = resumed.details(name)
         assert [e.id for e in cut.before] + [e.id for e in after] == [i for i, _, _ in lines]
@@ -519,12 +205,13 @@ def test_the_page_signs_in_and_follows_a_run_live_across_a_proxy_restart(
         assert any(committed(e.data["created_at"]) > cut.back for e in after), (
             "no line arrived live after the reconnect"
         )
-        wait_until(
+        wait_for(
             lambda: any(
                 "HeadlessChrome" in line and "api/events" in line
                 for line in stack.nginx.access_log()[cut.log_mark :]
             ),
             "the page's event stream through the restarted proxy",
+            within=30,
         )
 
         # Live means unbuffered: every line written before the cut reached the viewer, and the
@@ -546,60 +233,6 @@ def test_the_page_signs_in_and_follows_a_run_live_across_a_proxy_restart(
 
 
 # --- who may read and act, through the proxy ------------------------------------------------------
-
-
-class CurlStream:
-    """``curl -sN -H @header_file url``: the event stream as an operator follows it, its output
-    lines collected in a thread."""
-
-    def __init__(self, url: str, header_file: Path) -> None:
-        curl = require_command("curl")
-        self.process = subprocess.Popen(
-            [curl, "-sS", "-N", "-H", f"@{header_file}", url],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-        self.lines: list[str] = []
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for line in self.process.stdout:
-            self.lines.append(line.decode().rstrip("\r\n"))
-
-    def messages(self, run: str) -> list[str]:
-        """The messages of the run named ``run`` in the ``data:`` lines so far."""
-        found = []
-        for line in list(self.lines):
-            if line.startswith("data: {"):
-                data = json.loads(line.removeprefix("data: "))
-                if data.get("job_log_name") == run:
-                    found.append(data["message"])
-        return found
-
-    def wait_for(self, found: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-        """Return once ``found()``; fail naming ``what`` (and showing the output) if not."""
-        deadline = time.monotonic() + timeout
-        while not found():
-            if time.monotonic() > deadline or self.process.poll() is not None:
-                said = (
-                    self.process.stderr.read().decode()
-                    if self.process.poll() is not None and self.process.stderr
-                    else ""
-                )
-                raise AssertionError(f"{what}: not in curl's output {self.lines[-20:]} {said}")
-            time.sleep(0.02)
-
-    def close(self) -> None:
-        """Stop curl."""
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-        self._thread.join(timeout=10)
-        for pipe in (self.process.stdout, self.process.stderr):
-            if pipe is not None:
-                pipe.close()
 
 
 def cookie_attributes(set_cookie: str | None) -> tuple[str, dict[str, str]]:
@@ -731,39 +364,12 @@ def test_a_client_of_the_documented_proxy_is_known_by_its_own_address_and_prefix
         assert "secure" not in attributes  # nginx's scheme (http here), not the client's
         # The service's access log names the client, not the proxy (nor what the client said).
         logged = "GET /api/job_logs?per_page=3 200"
-        wait_until(lambda: logged in stack.server.logs(), "the access line")
+        wait_for(lambda: logged in stack.server.logs(), "the access line", within=30)
         (line,) = [line for line in stack.server.logs().splitlines() if logged in line]
         assert line.split()[-1] == outside, line
 
 
-def settings_from(env: Mapping[str, str], monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The settings the service reads from ``env`` as its whole environment (the machine's own
-    settings are cleared for every test)."""
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    return load_settings()
-
-
 # --- the systemd unit -----------------------------------------------------------------------------
-
-
-def unit_options() -> dict[str, list[str]]:
-    """Every ``Key=value`` of joblog.service, all values of each key in order."""
-    options: dict[str, list[str]] = {}
-    for line in UNIT.read_text().splitlines():
-        if line and not line.startswith(("#", ";", "[")):
-            key, _, value = line.partition("=")
-            options.setdefault(key, []).append(value)
-    return options
-
-
-def verifiable_unit(tmp_path: Path, text: str) -> Path:
-    """A copy of the unit whose ExecStart runs this Python (systemd checks it exists)."""
-    documented = "ExecStart=/opt/joblog/bin/python -m service\n"
-    assert text.count(documented) == 1
-    copy = tmp_path / "joblog.service"
-    copy.write_text(text.replace(documented, f"ExecStart={sys.executable} -m service\n"))
-    return copy
 
 
 def test_systemd_analyze_verifies_the_unit_without_a_word(tmp_path: Path) -> None:
@@ -840,39 +446,6 @@ def test_the_unit_runs_the_documented_service_behind_the_documented_proxy(
 # --- the Containerfile ----------------------------------------------------------------------------
 
 
-def instructions() -> list[tuple[str, str]]:
-    """The Containerfile's instructions as (KEYWORD, arguments), continuation lines joined."""
-    found: list[tuple[str, str]] = []
-    pending = ""
-    for raw in CONTAINERFILE.read_text().splitlines():
-        line = raw.strip()
-        if not pending and (not line or line.startswith("#")):
-            continue
-        if line.endswith("\\"):
-            pending += line[:-1] + " "
-            continue
-        keyword, _, rest = (pending + line).partition(" ")
-        found.append((keyword.upper(), " ".join(rest.split())))
-        pending = ""
-    assert not pending, "the Containerfile ends inside a continued line"
-    return found
-
-
-def the(keyword: str) -> list[str]:
-    """The arguments of every ``keyword`` instruction."""
-    return [rest for kind, rest in instructions() if kind == keyword]
-
-
-def container_env() -> dict[str, str]:
-    """The ``ENV`` the image sets."""
-    env: dict[str, str] = {}
-    for rest in the("ENV"):
-        for assignment in shlex.split(rest):
-            name, _, value = assignment.partition("=")
-            env[name] = value
-    return env
-
-
 def test_the_containerfile_says_what_the_image_needs() -> None:
     (base,) = the("FROM")
     assert re.fullmatch(r"(docker\.io/(library/)?)?debian:bookworm-slim", base)
@@ -917,25 +490,7 @@ def test_what_the_containerfile_copies_builds_the_service(tmp_path: Path) -> Non
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 (target / origin.name).write_bytes(origin.read_bytes())
-    out = tmp_path / "wheel"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--no-deps",
-            "--no-build-isolation",
-            "-q",
-            "-w",
-            str(out),
-            str(context),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=180,
-    )
-    (wheel,) = out.glob("*.whl")
+    wheel = build_wheel(context, tmp_path / "wheel")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"service/__main__.py", "service/schema.sql", "service/static/index.html"} <= names
 
@@ -969,5 +524,5 @@ def test_the_image_environment_needs_a_view_token_and_then_passes_its_health_che
         assert health_check() == 0
         # Readiness, not liveness: with its database gone the service answers, but is not ready.
         Path(env["DATABASE_PATH"]).unlink()
-        wait_until(lambda: health_check() != 0, "the health check failing")
+        wait_for(lambda: health_check() != 0, "the health check failing", within=30)
         assert call(port, "GET", "/healthz").status == 200

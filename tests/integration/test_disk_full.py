@@ -21,6 +21,7 @@ import pytest
 from tests.support.api import ADMIN
 from tests.support.server import ServerProcess
 from tests.support.system import missing
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -47,16 +48,6 @@ def call(url: str, method: str = "GET") -> tuple[int, Any]:
     except urllib.error.HTTPError as error:
         with error:
             return error.code, json.load(error)
-
-
-def wait_for(what: str, check: Any, within: float = 30.0) -> Any:
-    deadline = time.monotonic() + within
-    while True:
-        result = check()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def fill(folder: Path) -> Path:
@@ -101,8 +92,10 @@ def test_a_full_disk_fails_the_run_and_everything_recovers_without_restart(
         status, first = call(f"{server.url}/api/job_logs", "POST")
         assert status == 202
         wait_for(
-            "the first run",
             lambda: call(f"{server.url}/api/job_logs/{first['name']}")[1]["status"] == "success",
+            "the first run",
+            within=30,
+            every=0.1,
         )
         assert call(f"{server.url}/readyz")[0] == 200
 
@@ -110,14 +103,18 @@ def test_a_full_disk_fails_the_run_and_everything_recovers_without_restart(
         assert status == 202
         log_url = f"{server.url}/api/job_logs/{second['name']}"
         wait_for(
-            "the first batch",
             lambda: any(d["message"].startswith("Batch 1/") for d in call(log_url)[1]["details"]),
+            "the first batch",
+            within=30,
+            every=0.1,
         )
         filler = fill(inside)
 
         status, ready = wait_for(
+            lambda: answer if (answer := call(f"{server.url}/readyz"))[0] == 503 else None,
             "readiness to fail",
-            lambda: (answer := call(f"{server.url}/readyz"))[0] == 503 and answer,
+            within=30,
+            every=0.1,
         )
         assert ready["status"] == "unready"
         assert "full" in ready["checks"]["database"]
@@ -131,7 +128,10 @@ def test_a_full_disk_fails_the_run_and_everything_recovers_without_restart(
 
         filler.unlink()
         ended = wait_for(
-            "the run's end", lambda: (log := call(log_url)[1])["status"] != "processing" and log
+            lambda: log if (log := call(log_url)[1])["status"] != "processing" else None,
+            "the run's end",
+            within=30,
+            every=0.1,
         )
         messages = [d["message"] for d in ended["details"]]
         assert ended["status"] == "error", messages
@@ -139,14 +139,21 @@ def test_a_full_disk_fails_the_run_and_everything_recovers_without_restart(
         assert "full" in messages[-1]
         assert messages[0] == "Job started - SyncOpenOrdersJob"
         assert sum(m.startswith("Batch 1/") for m in messages) == 1
-        wait_for("readiness to return", lambda: call(f"{server.url}/readyz")[0] == 200)
+        wait_for(
+            lambda: call(f"{server.url}/readyz")[0] == 200,
+            "readiness to return",
+            within=30,
+            every=0.1,
+        )
         assert "open_orders_staging" not in tables(inside / "joblog.sqlite3")
 
         status, third = call(f"{server.url}/api/job_logs", "POST")
         assert status == 202
         wait_for(
-            "a run after recovery",
             lambda: call(f"{server.url}/api/job_logs/{third['name']}")[1]["status"] == "success",
+            "a run after recovery",
+            within=30,
+            every=0.1,
         )
         code, _ = server.stop()
         assert code == 0

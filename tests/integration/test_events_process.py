@@ -19,6 +19,7 @@ import pytest
 from tests.support.api import ADMIN
 from tests.support.server import ServerProcess, service_env
 from tests.support.system import require_command
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +69,7 @@ def test_curl_sees_a_run_live_and_resumes_with_exactly_the_missed_lines(tmp_path
             watcher.wait(timeout=5)
         first = ids_in("".join(seen))
         assert first == detail_ids(database)[: len(first)]
-        while running(server):
-            time.sleep(0.1)
+        wait_for(lambda: not running(server), "the run ended", every=0.1)
         resumed = subprocess.run(
             [
                 curl,

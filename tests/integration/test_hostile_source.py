@@ -22,25 +22,27 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient
-from pytest_aiohttp import AiohttpClient
+from aiohttp import ClientResponse
 
 from service import appkeys
-from service.app import create_app
 from service.settings import Settings
 from service.sources.base import Column
 from service.sources.connection_string import MAX_ERROR_CHARS, describe_driver_error
-from service.store import Database, Status, get_job_log
-from service.store import open_orders as orders
-from tests.support.api import ADMIN
+from service.store import (
+    OPEN_ORDERS_STAGING,
+    Database,
+    create_staging,
+    insert_staging,
+    job_log_with_details,
+)
+from service.wire import Status
+from tests.support.api import ADMIN, Client, MakeClient
 from tests.support.odbc import sqlite_odbc
 from tests.support.sse import SSEEvent, SSEReader
 from tests.support.sync import sync_service, table_rows, tables, with_source
+from tests.support.wait import wait_for_async
 
 pytestmark = pytest.mark.integration
-
-Client = TestClient[web.Request, web.Application]
 
 COLUMNS = ["id", 'a"b', "two words", "[x]", "]", "Note"]
 MEGABYTE = "m" * 1_000_000
@@ -244,27 +246,34 @@ async def test_values_sqlite_cannot_hold_are_replaced_visibly(db: Database) -> N
     """A lone surrogate (no UTF-8 for it) becomes U+FFFD; an integer beyond 64 bits its exact
     text, which an INTEGER column turns into the nearest REAL, as SQLite does such literals."""
     columns = [Column("text", "TEXT"), Column("big", "TEXT"), Column("number", "INTEGER")]
-    await orders.create_staging(db, columns)
-    await orders.insert_staging(db, 3, [("lone \ud800 surrogate", 2**70, 2**70), ("fine", 7, 7)])
+    await create_staging(db, columns)
+    await insert_staging(db, 3, [("lone \ud800 surrogate", 2**70, 2**70), ("fine", 7, 7)])
     async with db.snapshot() as conn:
-        rows = [tuple(r) for r in await conn.execute_fetchall(f"SELECT * FROM {orders.STAGING}")]
+        rows = [
+            tuple(r) for r in await conn.execute_fetchall(f"SELECT * FROM {OPEN_ORDERS_STAGING}")
+        ]
     assert rows == [("lone \ufffd surrogate", str(2**70), float(2**70)), ("fine", "7", 7)]
 
 
 # --- the job log and the event stream, end to end -------------------------------------------
 
 
+async def accepted(client: Client) -> ClientResponse | None:
+    """``POST /api/job_logs``'s answer, or None when it is a 409 (a run is still going)."""
+    started = await client.post("/api/job_logs", headers=ADMIN)
+    return None if started.status == 409 else started
+
+
 async def test_the_event_stream_stays_well_formed_through_hostile_runs(
-    aiohttp_client: AiohttpClient, settings: Settings, source: Path
+    make_client: MakeClient, settings: Settings, source: Path
 ) -> None:
     """Runs that succeed with hostile columns, fail on undecodable text, fail on a column name
     with a control character and fail with a driver message holding CR, LF and a control
     character, watched live."""
     name = "hostile\r\nview\x01"
     query = f"SELECT * FROM {_quote(name)}"
-    app = create_app(with_source(settings, sqlite_odbc(source), source_query=query))
-    client = await aiohttp_client(app)
-    db = app[appkeys.DATABASE]
+    client = await make_client(with_source(settings, sqlite_odbc(source), source_query=query))
+    db = client.app[appkeys.DATABASE]
     stream = await client.get("/api/events")
     assert stream.status == 200
     reader = SSEReader(stream)
@@ -282,10 +291,9 @@ async def test_the_event_stream_stays_well_formed_through_hostile_runs(
         with closing(sqlite3.connect(source)) as conn:
             conn.executescript(sql)
         # The run before may still be leaving the scheduler after its last event.
-        started = await client.post("/api/job_logs", headers=ADMIN)
-        while started.status == 409:
-            await asyncio.sleep(0.01)
-            started = await client.post("/api/job_logs", headers=ADMIN)
+        started = await wait_for_async(
+            lambda: accepted(client), "the run before left the scheduler", every=0.01
+        )
         assert started.status == 202, await started.text()
         log_id = (await started.json())["id"]
         ids.append(log_id)
@@ -301,7 +309,7 @@ async def test_the_event_stream_stays_well_formed_through_hostile_runs(
         async with asyncio.timeout(20):
             events += await reader.read_until(ended)
     stream.close()
-    logs = [await get_job_log(db, log_id) for log_id in ids]
+    logs = [await job_log_with_details(db, log_id) for log_id in ids]
     assert [log.status for log in logs] == [Status.success, *[Status.error] * 3]
     assert logs[1].details[-1].message.startswith("ERROR: Fetch failed - the driver sent text")
     assert logs[2].details[-1].message == "ERROR: Import failed - column 1 has an unusable name"

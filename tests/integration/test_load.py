@@ -38,11 +38,11 @@ from tests.support.faults import (
     request,
     rss_kib,
     scrape,
-    until,
     wait_ended,
 )
 from tests.support.server import ServerProcess
 from tests.support.system import require_command
+from tests.support.wait import wait_for_async
 
 pytestmark = pytest.mark.integration
 
@@ -183,17 +183,20 @@ class Memory:
 async def settle(server: ServerProcess, baseline: dict[str, float]) -> dict[str, float]:
     """Scrape every 0.25 s, for up to 10 s, until no stream is open and the task count has
     been back at ``baseline``'s for 1 s on end (a task or two finishing a closed connection
-    can linger a moment); the last scrape either way."""
+    can linger a moment); that last scrape."""
     steady = 0
-    deadline = time.monotonic() + 10
-    while True:
+
+    def settled() -> dict[str, float] | None:
+        nonlocal steady
         now = scrape(server.url)
         back = now["joblog_sse_subscribers"] == 0
         back = back and now["joblog_asyncio_tasks"] == baseline["joblog_asyncio_tasks"]
         steady = steady + 1 if back else 0
-        if steady == 5 or time.monotonic() > deadline:
-            return now
-        await asyncio.sleep(0.25)
+        return now if steady == 5 else None
+
+    return await wait_for_async(
+        settled, "no stream open and the tasks back at their count", within=10, every=0.25
+    )
 
 
 def appended_in(ids: list[int], appended: list[int]) -> bool:
@@ -228,7 +231,7 @@ async def test_1000_clients_churning_for_a_minute_leave_nothing_behind(tmp_path:
                 asyncio.create_task(holder(session, url, got, arrived))
                 for got, arrived in zip(held, arrivals, strict=True)
             ]
-            await until(
+            await wait_for_async(
                 lambda: scrape(server.url)["joblog_sse_subscribers"] == HOLDERS,
                 "the holders are subscribed",
             )
@@ -244,7 +247,9 @@ async def test_1000_clients_churning_for_a_minute_leave_nothing_behind(tmp_path:
             server_cpu = cpu_seconds(pid) - cpu_before[1]
             sampling.cancel()
             last = appender.ids[-1]
-            await until(lambda: all(got and got[-1] >= last for got in held), "holders caught up")
+            await wait_for_async(
+                lambda: all(got and got[-1] >= last for got in held), "holders caught up"
+            )
             for task in holding:
                 task.cancel()
             await asyncio.gather(*holding, return_exceptions=True)
@@ -368,16 +373,24 @@ async def test_a_stopped_reader_and_a_suspended_curl_are_cut_off_and_others_stay
                 stopped_reader(server.port) as stopped,
                 suspendable_curl(curl, url, output) as watcher,
             ):
-                await until(lambda: subscribers(server) == 3, "3 streams open")
+                await wait_for_async(lambda: subscribers(server) == 3, "3 streams open")
                 with appending(appender):
                     first = f"id: {await first_detail(appender)}\n".encode()
-                    await until(lambda: first in output.read_bytes(), "curl read a detail")
+                    await wait_for_async(lambda: first in output.read_bytes(), "curl read a detail")
                     watcher.send_signal(signal.SIGSTOP)  # ^Z
                     suspended = time.monotonic()
-                    streams_left = await cut_off_within(server, CUT_OFF_WITHIN)
+                    await wait_for_async(
+                        lambda: subscribers(server) <= 1,
+                        "every stream but one gone",
+                        within=CUT_OFF_WITHIN,
+                        every=0.1,
+                    )
                     cut_off = time.monotonic() - suspended
+                    streams_left = subscribers(server)
                     await asyncio.sleep(STALL_SECONDS)  # details keep coming
-                await until(lambda: bool(got) and got[-1] == appender.ids[-1], "healthy done")
+                await wait_for_async(
+                    lambda: bool(got) and got[-1] == appender.ids[-1], "healthy done"
+                )
                 delays = [arrived[i] - appender.committed[i] for i in appender.ids]
                 print(
                     f"\nstall: {len(appender.ids)} details of {len(BIG_MESSAGE):,} characters "
@@ -414,19 +427,9 @@ async def test_a_stopped_reader_and_a_suspended_curl_are_cut_off_and_others_stay
     assert ids_in(resumed.stdout) == appender.ids[len(curl_got) :]
 
 
-async def cut_off_within(server: ServerProcess, seconds: float) -> float:
-    """Wait up to ``seconds`` for every stream but one to be gone; the streams left open."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if subscribers(server) <= 1:
-            break
-        await asyncio.sleep(0.1)
-    return subscribers(server)
-
-
 async def first_detail(appender: Appender) -> int:
     """The id of the appender's first detail, once written."""
-    await until(lambda: bool(appender.ids), "the first detail appended")
+    await wait_for_async(lambda: bool(appender.ids), "the first detail appended")
     return appender.ids[0]
 
 
@@ -441,12 +444,12 @@ async def test_a_burst_larger_than_the_buffer_does_not_cut_off_a_reader(tmp_path
             stream = await session.get(f"{server.url}/api/events")
             got: list[int] = []
             reading = asyncio.create_task(read_ids(stream, got))
-            await until(lambda: subscribers(server) == 1, "the stream is open")
+            await wait_for_async(lambda: subscribers(server) == 1, "the stream is open")
             # What a run-once in another process writes in a fraction of a second.
             writer.execute("BEGIN")
             ids = [writer.append(log, f"Batch {n}/12 imported (500 records)") for n in range(12)]
             writer.execute("COMMIT")
-            await until(lambda: len(got) == len(ids) or reading.done(), "the burst read")
+            await wait_for_async(lambda: len(got) == len(ids) or reading.done(), "the burst read")
             stream.close()
             reading.cancel()
             await asyncio.gather(reading, return_exceptions=True)

@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,12 +27,11 @@ import schemathesis
 from aiohttp import web
 from pydantic import ValidationError
 
-from service.app import create_app
 from service.http.openapi import document
 from service.http.params import ListParams
-from service.settings import Settings
 from tests.support.api import ADMIN, ADMIN_TOKEN
 from tests.support.server import ServerProcess
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -81,13 +79,13 @@ def _request(url: str, method: str = "GET") -> Any:
 
 def _finished_run(base: str) -> dict[str, Any]:
     """Run the sync now and wait for the run to finish; its final state."""
-    log = _request(f"{base}/api/job_logs", "POST")
-    deadline = time.monotonic() + 20
-    while log["status"] in ("pending", "processing"):
-        assert time.monotonic() < deadline, f"run {log['name']} did not finish: {log}"
-        time.sleep(0.05)
-        log = _request(f"{base}/api/job_logs/{log['id']}")
-    return dict(log)
+    started = _request(f"{base}/api/job_logs", "POST")
+
+    def finished() -> dict[str, Any] | None:
+        log = dict(_request(f"{base}/api/job_logs/{started['id']}"))
+        return None if log["status"] in ("pending", "processing") else log
+
+    return wait_for(finished, f"run {started['name']} finished")
 
 
 @pytest.fixture
@@ -246,14 +244,14 @@ def _resolve(doc: dict[str, Any], ref: str) -> object:
     return node
 
 
-def test_the_document_is_openapi_31_and_covers_every_route(settings: Settings) -> None:
+def test_the_document_is_openapi_31_and_covers_every_route(app: web.Application) -> None:
     doc = document()
     assert doc["openapi"] == "3.1.0"
     assert {"title", "version"} <= doc["info"].keys()
     # Bounds pydantic can leave under its own names, which JSON Schema ignores (no field of
     # the API is named so).
     assert set(_keys(doc)) & {"ge", "le", "gt", "lt"} == set()
-    routes = _registered(create_app(settings))
+    routes = _registered(app)
     documented = {(method, path) for method, path, _ in _operations(doc)}
     assert routes - documented == set(), "routes the document leaves out"
     assert documented - routes == set(), "documented operations no route serves"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 
 from tests.support.server import ServerProcess
 from tests.support.system import without_root_override
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -29,13 +29,14 @@ def get(url: str) -> tuple[int, dict[str, Any]]:
 
 
 def readiness_becomes(server: ServerProcess, status: int, within: float = 10.0) -> dict[str, Any]:
-    deadline = time.monotonic() + within
-    while True:
-        code, body = get(f"{server.url}/readyz")
-        if code == status or time.monotonic() > deadline:
-            assert code == status, body
-            return body
-        time.sleep(0.1)
+    last: dict[str, Any] = {}
+
+    def answered() -> dict[str, Any] | None:
+        nonlocal last
+        code, last = get(f"{server.url}/readyz")
+        return last if code == status else None
+
+    return wait_for(answered, lambda: f"/readyz {status}, not {last}", within=within, every=0.1)
 
 
 def test_readiness_follows_the_database_file(tmp_path: Path) -> None:
@@ -64,12 +65,12 @@ def test_json_logs_carry_every_detail_and_no_probe(tmp_path: Path) -> None:
     env = {"LOG_FORMAT": "json", "DEMO_DELAY_SECONDS": "0", "SYNC_INTERVAL_SECONDS": "0"}
     with ServerProcess(tmp_path, **env) as server:
         server.wait_ready()
-        deadline = time.monotonic() + 20
-        while True:
-            code, page = get(f"{server.url}/api/job_logs?status=success")
-            if page["total"] == 1 or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+
+        def one_success() -> dict[str, Any] | None:
+            _, page = get(f"{server.url}/api/job_logs?status=success")
+            return page if page["total"] == 1 else None
+
+        page = wait_for(one_success, "a successful run listed", every=0.1)
         assert page["total"] == 1, page
         name = page["items"][0]["name"]
         _, log = get(f"{server.url}/api/job_logs/{name}")
@@ -97,10 +98,11 @@ def test_text_logs_name_the_run_on_each_detail(tmp_path: Path) -> None:
     env = {"DEMO_DELAY_SECONDS": "0", "SYNC_INTERVAL_SECONDS": "0"}
     with ServerProcess(tmp_path, **env) as server:
         server.wait_ready()
-        deadline = time.monotonic() + 20
-        while "Job completed successfully" not in server.logs():
-            assert time.monotonic() < deadline, server.logs()
-            time.sleep(0.1)
+        wait_for(
+            lambda: "Job completed successfully" in server.logs(),
+            lambda: f"the run's end in the logs: {server.logs()}",
+            every=0.1,
+        )
         server.stop()
     lines = server.output.read_text().splitlines()
     done = [line for line in lines if "Job completed successfully" in line]

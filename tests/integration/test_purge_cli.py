@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from service.resources import schema_sql
-from service.retention import purge_lock
+from service.retention.policy import purge_lock
 from tests.support.server import run_service
 
 pytestmark = pytest.mark.integration

@@ -18,14 +18,14 @@ import pytest
 from service.store import (
     Database,
     JobLogQuery,
-    Status,
     add_detail,
     count_by_status,
     create_job_log,
-    get_job_log_by_name,
+    job_log_with_details,
     list_job_logs,
     set_status,
 )
+from service.wire import Status
 from tests.support.clock import FakeClock
 from tests.support.system import require_ruby_library
 
@@ -67,7 +67,7 @@ async def test_a_rails_database_is_accepted_as_it_is(database_path: Path, clock:
     db = await Database.open(database_path, clock=clock)
     try:
         counts = await count_by_status(db)
-        log = await get_job_log_by_name(db, "20251215143022")
+        log = await job_log_with_details(db, "20251215143022")
     finally:
         await db.close()
 
@@ -149,7 +149,7 @@ async def test_the_service_reads_what_rails_appends(database_path: Path, clock: 
         await set_status(db, log.id, Status.processing)
         await add_detail(db, log.id, "Job started - SyncOpenOrdersJob")
         rails(database_path, "append", log.name, "Finished by Rails")
-        read = await get_job_log_by_name(db, log.name)
+        read = await job_log_with_details(db, log.name)
         # The counts and the search index follow Rails' writes through the triggers.
         counts = await count_by_status(db)
         found = await list_job_logs(db, JobLogQuery(q="finished BY rails"))

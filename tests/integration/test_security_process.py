@@ -17,8 +17,6 @@ import gzip
 import json
 import socket
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, closing
@@ -30,11 +28,12 @@ from service.__main__ import REQUEST_HEAD_TIMEOUT_SECONDS
 from tests.support import joblogs
 from tests.support.api import ADMIN
 from tests.support.netns import outside_address
-from tests.support.odbc import require_driver
+from tests.support.odbc import freetds
 from tests.support.rawhttp import RawAnswer, exchange, read_answer, request_bytes
-from tests.support.server import ServerProcess, run_service, service_env
+from tests.support.server import ServerProcess, run_service, start_service
 from tests.support.silent import silent_server
 from tests.support.system import free_port
+from tests.support.wait import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -43,19 +42,25 @@ VIEW_TOKEN = "v1ew-t0ken-3b8e0f6a2c9d"
 METRICS_TOKEN = "m3trics-t0ken-6d1c4a9e7b20"
 PASSWORD = "S3cr3t-pw;7f3a"  # the ';' only survives inside braces
 HOOK_TOKEN = "h00k-t0ken-5e8a2c6d"
+# No schedule, no run at start: every run is one the test starts.
+QUIET = {"SYNC_ON_START": "false", "SYNC_INTERVAL_SECONDS": "0", "DEMO_DELAY_SECONDS": "0"}
 
 
 def _idle(server: ServerProcess, headers: dict[str, str] | None = None) -> None:
     """Wait until no run is in progress."""
     headers = headers or {"Authorization": f"Bearer {TOKEN}"}
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        head = request_bytes("GET", "/api/status", headers, host=f"127.0.0.1:{server.port}")
-        status = exchange(("127.0.0.1", server.port), head)
-        if status.json()["running"] is None:
-            return
-        time.sleep(0.05)
-    raise AssertionError("a run did not end within 20 s")
+    head = request_bytes("GET", "/api/status", headers, host=f"127.0.0.1:{server.port}")
+    wait_for(
+        lambda: exchange(("127.0.0.1", server.port), head).json()["running"] is None,
+        "no run in progress",
+    )
+
+
+def _on_every_address(workdir: Path, port: int, **env: str) -> ServerProcess:
+    """A server in a folder of its own, listening on every address at ``port``, with no
+    schedule and no run at start."""
+    workdir.mkdir()
+    return ServerProcess(workdir, HOST="0.0.0.0", PORT=str(port), **QUIET, **env)
 
 
 # --- who may POST ---------------------------------------------------------------------------
@@ -64,21 +69,17 @@ def _idle(server: ServerProcess, headers: dict[str, str] | None = None) -> None:
 def test_from_another_address_nobody_reads_or_acts_without_a_credential(tmp_path: Path) -> None:
     """A server on every address, asked from 10.213.0.N: no credential reads nothing; forged
     forwarding and proxy-user headers change nothing; a viewer reads but does not act."""
-    quiet = {"SYNC_ON_START": "false", "SYNC_INTERVAL_SECONDS": "0", "DEMO_DELAY_SECONDS": "0"}
     with outside_address() as outside:
-        (tmp_path / "open").mkdir()
         port = free_port()
-        with ServerProcess(
+        with _on_every_address(
             tmp_path / "open",
-            HOST="0.0.0.0",
-            PORT=str(port),
+            port,
             VIEW_TOKEN=VIEW_TOKEN,
             ADMIN_TOKEN=TOKEN,
             # the proxy header is configured, but 10.213.0.N is not a trusted proxy
             TRUSTED_PROXIES="192.0.2.1",
             AUTH_PROXY_HEADER="Remote-User",
             AUTH_PROXY_ADMINS="admin",
-            **quiet,
         ) as server:
             server.wait_ready()
             far = (outside, port)
@@ -118,17 +119,14 @@ def test_from_another_address_nobody_reads_or_acts_without_a_credential(tmp_path
             _idle(server, viewer)
             assert call("GET", "/api/job_logs/stats", **viewer).json()["total"] == 1
 
-        (tmp_path / "token").mkdir()
         port = free_port()
         public = f"{outside}:{port}"
-        with ServerProcess(
+        with _on_every_address(
             tmp_path / "token",
-            HOST="0.0.0.0",
-            PORT=str(port),
+            port,
             ADMIN_TOKEN=TOKEN,
             VIEW_TOKEN=VIEW_TOKEN,
             PUBLIC_URL=f"http://{public}",
-            **quiet,
         ) as server:
             server.wait_ready()
             far = (outside, port)
@@ -157,9 +155,9 @@ def test_from_another_address_nobody_reads_or_acts_without_a_credential(tmp_path
             assert post(far, "/api/job_logs/1/cancel").status == 401
             assert post(far, Authorization=f"Bearer {TOKEN}").status == 202
             _idle(server)
-            local = ("127.0.0.1", port)
-            assert post(local).status == 401  # the token binds loopback clients too
-            assert post(local, Authorization=f"Bearer {TOKEN}").status == 202
+            loopback = ("127.0.0.1", port)
+            assert post(loopback).status == 401  # the token binds loopback clients too
+            assert post(loopback, Authorization=f"Bearer {TOKEN}").status == 202
             _idle(server)
             reading = request_bytes(
                 "GET", "/api/job_logs/stats", {"Authorization": f"Bearer {VIEW_TOKEN}"}
@@ -172,11 +170,7 @@ def test_from_another_address_nobody_reads_or_acts_without_a_credential(tmp_path
 
 
 def _freetds(port: int) -> str:
-    require_driver("FreeTDS", "tdsodbc")
-    return (
-        f"DRIVER={{FreeTDS}};SERVER=127.0.0.1;PORT={port};DATABASE=orders;UID=zsdOrder8800;"
-        f"PWD={{{PASSWORD}}};TDS_Version=7.4;ClientCharset=UTF-8"
-    )
+    return freetds(port, password=f"{{{PASSWORD}}}")  # braced: the ';' is part of it
 
 
 class Corpus:
@@ -230,27 +224,12 @@ def _length(body: str) -> dict[str, str]:
     return {"Content-Length": str(len(body.encode()))}
 
 
-def _run_once(workdir: Path, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "service", "run-once"],
-        cwd=workdir,
-        env=service_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 def _wait_finished(server: ServerProcess, name: str) -> None:
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        status = exchange(
-            ("127.0.0.1", server.port), request_bytes("GET", f"/api/job_logs/{name}?details=false")
-        ).json()["status"]
-        if status in ("success", "error"):
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"run {name} did not end within 20 s")
+    head = request_bytes("GET", f"/api/job_logs/{name}?details=false")
+    wait_for(
+        lambda: exchange(("127.0.0.1", server.port), head).json()["status"] in ("success", "error"),
+        f"run {name} ended",
+    )
 
 
 def test_no_secret_appears_anywhere(tmp_path: Path, secret_env: dict[str, str]) -> None:
@@ -282,12 +261,12 @@ def test_no_secret_appears_anywhere(tmp_path: Path, secret_env: dict[str, str]) 
             **env,
             "SOURCE_ODBC": f"DRIVER={{No Such Driver}};SERVER=db.example;UID=u;PWD={{{PASSWORD}}}",
         }
-        once = [_run_once(tmp_path, closed)]
-        deadline = time.monotonic() + 20
-        while len(joblogs.statuses(database)) < 2 or joblogs.statuses(database)[-1][1] < 2:
-            assert time.monotonic() < deadline, joblogs.statuses(database)
-            time.sleep(0.05)
-        once.append(_run_once(tmp_path, missing_driver))
+        once = [start_service(tmp_path, "run-once", **closed)]
+        wait_for(
+            lambda: len(runs := joblogs.statuses(database)) >= 2 and runs[-1][1] >= 2,
+            lambda: f"the run-once ended: {joblogs.statuses(database)}",
+        )
+        once.append(start_service(tmp_path, "run-once", **missing_driver))
         # 4. every endpoint, right and wrong, while the notices are being refused
         for method, path, headers in [
             ("GET", "/healthz", {}),
@@ -337,10 +316,11 @@ def test_no_secret_appears_anywhere(tmp_path: Path, secret_env: dict[str, str]) 
             corpus.add("run-once stderr", stderr)
             assert process.returncode == 1, stderr
         # the server's notice for its failed run is given up on (refused: 4 attempts, 7 s)
-        deadline = time.monotonic() + 20
-        while "not delivered" not in server.logs():
-            assert time.monotonic() < deadline, server.logs()
-            time.sleep(0.1)
+        wait_for(
+            lambda: "not delivered" in server.logs(),
+            lambda: f"the notice given up on: {server.logs()}",
+            every=0.1,
+        )
         code, _ = server.stop()
         assert code == 0
         corpus.add("server stdout", server.output.read_text())

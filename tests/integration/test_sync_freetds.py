@@ -7,7 +7,7 @@ import time
 import pytest
 
 from service.settings import Settings
-from service.store import Status
+from service.wire import Status
 from tests.support.odbc import freetds
 from tests.support.silent import silent_server
 from tests.support.sync import sync_service, with_source

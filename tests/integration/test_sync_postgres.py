@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from service.settings import Settings
-from service.store import Status
+from service.wire import Status
 from tests.support.postgres import PostgresServer, postgres_server
 from tests.support.server import run_service
 from tests.support.sync import sync_service, table_rows, tables, with_source

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import pytest
 
 from tests.support.joblogs import details, statuses, wait_for_detail
 from tests.support.odbc import freetds, order_rows, sqlite_odbc, write_orders
-from tests.support.server import ServerProcess, run_service, service_env
+from tests.support.server import ServerProcess, run_service, start_service
 from tests.support.silent import silent_server
 from tests.support.sync import tables
 from tests.support.system import free_port
@@ -89,14 +88,7 @@ def test_run_once_is_refused_while_the_server_syncs(tmp_path: Path) -> None:
 
 def test_a_server_starting_beside_a_live_run_once_leaves_it_alone(tmp_path: Path) -> None:
     database = tmp_path / "data" / "joblog.sqlite3"
-    once = subprocess.Popen(
-        [sys.executable, "-m", "service", "run-once"],
-        cwd=tmp_path,
-        env=service_env(DEMO_DELAY_SECONDS="1"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    once = start_service(tmp_path, "run-once", DEMO_DELAY_SECONDS="1")
     try:
         wait_for_detail(database, "Batch 1/4 imported")
         with ServerProcess(tmp_path, SYNC_ON_START="false") as server:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -10,13 +9,17 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service import appkeys
-from service.store import get_job_log
+
+from .sync import wait_ended
 
 Client = TestClient[web.Request, web.Application]
 # The admin token of the tests' settings, and the header that proves it.
 ADMIN_TOKEN = "test-admin-token-0123456789"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+MakeApp = Callable[..., web.Application]
+"""conftest's ``make_app``: ``make_app(base=None, /, **changes)``."""
 MakeClient = Callable[..., Awaitable[Client]]
+"""conftest's ``make_client``: ``await make_client(base=None, /, **changes)``."""
 
 
 async def run_to_end(client: Client) -> dict[str, Any]:
@@ -24,8 +27,5 @@ async def run_to_end(client: Client) -> dict[str, Any]:
     response = await client.post("/api/job_logs", headers=ADMIN)
     assert response.status == 202, await response.text()
     log: dict[str, Any] = await response.json()
-    db = client.app[appkeys.DATABASE]
-    while True:
-        if (await get_job_log(db, log["id"])).status.finished:
-            return log
-        await asyncio.sleep(0.02)
+    await wait_ended(client.app[appkeys.DATABASE], log["id"])
+    return log

@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import shutil
 import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from playwright.sync_api import (
 )
 
 from .system import missing, require_command
+from .wait import wait_for
 
 T = TypeVar("T")
 
@@ -147,13 +147,16 @@ def eventually(
 
     Fails after ``timeout`` seconds, showing the last value read.
     """
-    deadline = time.monotonic() + timeout
-    value = read()
-    while value != expected:
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"{what} is still {value!r} after {timeout} s; expected {expected!r}"
-            )
-        page.wait_for_timeout(50)
-        value = read()
-    return value
+    last: list[T] = []
+
+    def check() -> bool:
+        last[:] = [read()]
+        return last[0] == expected
+
+    wait_for(
+        check,
+        lambda: f"{what} is still {last[0]!r}; expected {expected!r}",
+        within=timeout,
+        pause=lambda seconds: page.wait_for_timeout(seconds * 1000),
+    )
+    return last[0]

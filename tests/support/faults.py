@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.support.api import ADMIN
+from tests.support.wait import wait_for
 
 PENDING, PROCESSING, ERROR, SUCCESS = 0, 1, 2, 3
 
@@ -66,29 +67,11 @@ def rss_kib(pid: int) -> int:
     raise AssertionError(f"no VmRSS for process {pid}")
 
 
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    """Poll ``condition`` every 20 ms; fail naming ``what`` if it is not met within ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not the case after {timeout} s")
-        time.sleep(0.02)
-
-
-async def until(condition: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """:func:`wait_for` without blocking the event loop."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what}: not the case after {within} s")
-        await asyncio.sleep(0.02)
-
-
-def wait_for_cpu(pid: int, seconds: float, what: str, timeout: float = 20.0) -> None:
+def wait_for_cpu(pid: int, seconds: float, what: str) -> None:
     """Return once process ``pid`` has used ``seconds`` more CPU time than now: proof that it
     is busy in the slow SQL the test planted, not waiting somewhere else."""
     start = cpu_seconds(pid)
-    wait_for(lambda: cpu_seconds(pid) - start >= seconds, what, timeout)
+    wait_for(lambda: cpu_seconds(pid) - start >= seconds, what)
 
 
 def connected_to(port: int) -> bool:
@@ -260,12 +243,12 @@ def status_of(database: Path, job_log_id: int) -> int:
     return int(query(database, "SELECT status FROM job_logs WHERE id = ?", (job_log_id,))[0][0])
 
 
-def wait_ended(database: Path, job_log_id: int, timeout: float = 30.0) -> int:
+def wait_ended(database: Path, job_log_id: int, within: float = 30.0) -> int:
     """Wait until a log has a final status (error or success); that status."""
     wait_for(
         lambda: status_of(database, job_log_id) in (ERROR, SUCCESS),
         f"job log {job_log_id} ended",
-        timeout,
+        within=within,
     )
     return status_of(database, job_log_id)
 

@@ -19,8 +19,9 @@ import subprocess
 import time
 from contextlib import suppress
 from pathlib import Path
-from types import TracebackType
+from typing import Self
 
+from .process import ChildProcess
 from .system import require_command
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,11 +78,13 @@ def bare_site(listen_port: int, upstream_port: int) -> str:
 """
 
 
-class Nginx:
+class Nginx(ChildProcess):
     """nginx serving ``site`` (a server block) with ``http_extra`` in its ``http`` block.
 
     ``port`` is the port the site listens on; ``access_log`` lists what nginx logged.
     """
+
+    name = "nginx"
 
     def __init__(self, workdir: Path, site: str, *, port: int, http_extra: str = "") -> None:
         self.workdir = workdir
@@ -95,7 +98,6 @@ class Nginx:
         self.config.write_text(self._main_config(http_extra))
         self.error_log = workdir / "error.log"
         self.access_log_path = workdir / "access.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
     def _main_config(self, http_extra: str) -> str:
         d = self.workdir
@@ -145,24 +147,23 @@ http {{
 
     def start(self, timeout: float = 20.0) -> None:
         """Start nginx and return once it accepts connections on its port."""
-        assert self.process is None or self.process.poll() is not None, "nginx already runs"
+        assert not self.running, "nginx already runs"
         # Its own process group: its workers can be ended with it, whatever happens to it.
+        self.started_at = time.monotonic()
         self.process = subprocess.Popen(
             self._command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"nginx exited {self.process.returncode}: {self.errors()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError(f"nginx not listening after {timeout} s: {self.errors()}")
+        self.wait_until(self._listening, "not listening", within=timeout)
+
+    def _listening(self) -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def stop(self, timeout: float = 20.0) -> None:
         """Fast shutdown (SIGTERM): open connections, event streams too, are closed at once.
@@ -186,19 +187,13 @@ http {{
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
-    def __enter__(self) -> Nginx:
-        self.check()
-        self.start()
-        return self
+    def end(self) -> None:
+        """:meth:`stop`."""
+        self.stop()
 
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        value: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.stop()
+    def __enter__(self) -> Self:
+        self.check()
+        return super().__enter__()
 
     def url(self, path: str = "/joblog/", host: str = "127.0.0.1") -> str:
         """A URL of the site."""
@@ -210,6 +205,10 @@ http {{
             return self.access_log_path.read_text().splitlines()
         except FileNotFoundError:
             return []
+
+    def said(self) -> str:
+        """:meth:`errors`, for a failure's message."""
+        return self.errors()
 
     def errors(self) -> str:
         """nginx's error log so far."""

@@ -14,7 +14,32 @@ from service.components import build_scheduler, open_database, open_target
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import build_source
-from service.store import Database, JobLog, JobLogDetail, get_job_log
+from service.store import Database, job_log_with_details
+from service.wire import JobLog, JobLogDetail, JobLogWithDetails
+
+from .wait import wait_for_async
+
+
+def run_lines(source: str) -> list[str]:
+    """What a successful run of the 1,523 demo rows writes before its last line, in order (the
+    seed's lines), reading from ``source`` (as its "Connecting to" line names it)."""
+    return [
+        "Job started - SyncOpenOrdersJob",
+        f"Connecting to {source}...",
+        "Connected successfully",
+        "Fetching records from vwZSDOrder_Advanced...",
+        "Importing records in batches of 500...",
+        "Batch 1/4 imported (500 records)",
+        "Batch 2/4 imported (500 records)",
+        "Batch 3/4 imported (500 records)",
+        "Batch 4/4 imported (23 records)",
+        "Fetched 1,523 records",
+        "Replacing open_orders table...",
+    ]
+
+
+DEMO_DETAILS = run_lines("demo source")
+"""What a run on the demo source writes before its last line."""
 
 
 @dataclass
@@ -36,7 +61,17 @@ class Harness:
 
     async def messages(self, job_log_id: int) -> list[str]:
         """The details of a log, in order."""
-        return [d.message for d in (await get_job_log(self.db, job_log_id)).details]
+        return [d.message for d in (await job_log_with_details(self.db, job_log_id)).details]
+
+
+async def wait_ended(db: Database, job_log: int | str, *, every: float = 0.02) -> JobLogWithDetails:
+    """The log ``job_log`` (id or name) once it has ended, well or badly."""
+
+    async def ended() -> JobLogWithDetails | None:
+        log = await job_log_with_details(db, job_log)
+        return log if log.status.finished else None
+
+    return await wait_for_async(ended, f"job log {job_log} ended", every=every)
 
 
 def with_source(settings: Settings, odbc: str, **changes: object) -> Settings:

@@ -1,8 +1,11 @@
-"""The purge's archive files: gzip-compressed JSON Lines, one file per month.
+"""The purge's archive: gzip-compressed JSON Lines, one file per month of the logs' created_at.
 
-Each purge batch appends one gzip member per month file; ``gzip.open`` and ``zcat`` read a file
-as one stream. A member is written, closed and fsynced before the batch is deleted; a failed
-batch cuts each file back to its size before it, so no half member stays behind.
+One line per log, as the API shows it plus ``"details": [...]`` in order. Each purge batch
+appends one gzip member per month file; ``gzip.open`` and ``zcat`` read a file as one stream. A
+member is written, closed and fsynced before the batch is deleted; a failed batch cuts each file
+back to its size before it, so no half member stays behind. A crash between archiving and
+deleting a batch archives it again at the next purge, so a reader de-duplicates by the log's
+``id``, keeping the first line.
 """
 
 from __future__ import annotations
@@ -12,30 +15,79 @@ import contextlib
 import gzip
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar
+from typing import BinaryIO, TypeVar
 
-if TYPE_CHECKING:
-    from service.retention import PurgeReport
+from service.store import Database, DetailMark, Purgeable, iter_details
 
 logger = logging.getLogger(__name__)
+
+# Details read from the database at a time while a log's line is written.
+DETAIL_PAGE = 1000
+# Archive text gathered in memory before it goes to the files.
+_FLUSH_CHARS = 1 << 20
 
 _T = TypeVar("_T")
 
 
 class ArchiveFailed(Exception):
-    """An archive file could not be written; the purge stopped before deleting more."""
+    """An archive file (or its folder) could not be written."""
 
     def __init__(self, path: Path, error: OSError) -> None:
         reason = error.strerror or str(error)
-        super().__init__(
-            f"purge stopped: cannot write the archive {path}: {reason}; nothing more was deleted"
-        )
+        super().__init__(f"cannot write the archive {path}: {reason}")
         self.path = path
-        # What the purge had done before it stopped (set by the purge).
-        self.report: PurgeReport | None = None
+
+
+@dataclass(frozen=True)
+class Archived:
+    """What one batch put in the archive: each log's detail mark, and how many logs per file."""
+
+    marks: dict[int, DetailMark]
+    files: dict[Path, int]
+
+
+async def archive_batch(db: Database, folder: Path, batch: Sequence[Purgeable]) -> Archived:
+    """Append each log of the batch to its month's file in ``folder``, fsynced.
+
+    Raises ArchiveFailed when a file cannot be written; the files are then cut back to their
+    size before the batch.
+    """
+    files = MonthFiles()
+    marks: dict[int, DetailMark] = {}
+    try:
+        for item in batch:
+            marks[item.log.id] = await _archive_log(db, files, _month_file(folder, item), item)
+        await blocking(files.commit)
+    except BaseException:
+        await blocking(files.discard)
+        raise
+    written: dict[Path, int] = {}
+    for item in batch:
+        path = _month_file(folder, item)
+        written[path] = written.get(path, 0) + 1
+    return Archived(marks, written)
+
+
+async def _archive_log(db: Database, files: MonthFiles, path: Path, item: Purgeable) -> DetailMark:
+    """One JSON line: the log as the API shows it, its details streamed in a page at a time."""
+    head = item.log.model_dump_json()
+    files.add(path, head[:-1] + ',"details":[')
+    count, last = 0, 0
+    async for page in iter_details(db, item.log.id, page=DETAIL_PAGE):
+        lines = ",".join(detail.model_dump_json() for detail in page)
+        files.add(path, f",{lines}" if count else lines)
+        count, last = count + len(page), page[-1].id
+        if files.buffered >= _FLUSH_CHARS:
+            await blocking(files.flush)
+    files.add(path, "]}\n")
+    return count, last
+
+
+def _month_file(folder: Path, item: Purgeable) -> Path:
+    return archive_path(folder, item.log.created_at.strftime("%Y-%m"))
 
 
 def archive_path(folder: Path, month: str) -> Path:

@@ -1,4 +1,5 @@
-"""Every SQL statement of the retention purge: which logs are due, and deleting them in batches.
+"""Every SQL statement of the retention purge (service/retention/): which logs are due, and
+deleting them in batches.
 
 Only finished logs (error, success) are ever selected or deleted. Each delete is its own short
 write transaction, so a writer (the sync, the Rails app) waits a few milliseconds at most.
@@ -11,8 +12,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
+from service.wire import JobLog, Status
+
 from .database import Database
-from .models import JobLog, Status
 from .rows import fetch_all, job_log_from_row
 from .timestamps import to_db_bound
 

@@ -1,4 +1,5 @@
-"""Every SQL statement on job_logs and job_log_details."""
+"""Every write to job_logs and job_log_details: a run's log created, its lines appended, its
+status moved along the life cycle, and runs a dead process left open closed."""
 
 from __future__ import annotations
 
@@ -9,22 +10,21 @@ from datetime import datetime
 
 import aiosqlite
 
+from service.wire import JobLog, JobLogDetail, Status
+
 from .database import Database
 from .errors import InvalidMessage, InvalidTransition, NotFound
-from .models import (
-    JobLog,
-    JobLogDetail,
-    JobLogPage,
-    JobLogQuery,
-    JobLogWithDetails,
-    Status,
-    StatusCounts,
+from .rows import (
+    DETAIL_COLUMNS,
+    LOG_COLUMNS,
+    detail_from_row,
+    fetch_all,
+    fetch_one,
+    job_log_from_row,
 )
-from .rows import LOG_COLUMNS, detail_from_row, fetch_all, fetch_one, is_status, job_log_from_row
-from .timestamps import from_db, to_db, to_db_bound
+from .timestamps import to_db
 
 MAX_MESSAGE_LENGTH = 5000
-NAME_PATTERN = re.compile(r"[0-9]{14}(?:_[0-9]+)?")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # The life cycle: pending → processing → success | error, and pending → error.
@@ -33,9 +33,6 @@ _ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.success: frozenset({Status.processing}),
     Status.error: frozenset({Status.pending, Status.processing}),
 }
-
-_DETAIL = "id, job_log_id, message, created_at, updated_at"
-_LOG_OF_L = "l.id, l.name, l.status, l.created_at, l.updated_at"
 
 
 def name_for(moment: datetime, suffix: int) -> str:
@@ -116,7 +113,7 @@ async def add_detail(db: Database, job_log_id: int, message: str) -> JobLogDetai
             row = await fetch_one(
                 conn,
                 f"INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
-                f"VALUES (?, ?, ?, ?) RETURNING {_DETAIL}",
+                f"VALUES (?, ?, ?, ?) RETURNING {DETAIL_COLUMNS}",
                 (job_log_id, text, stamp, stamp),
             )
         except sqlite3.IntegrityError as exc:
@@ -125,134 +122,6 @@ async def add_detail(db: Database, job_log_id: int, message: str) -> JobLogDetai
             raise NotFound(f"job log {job_log_id} does not exist") from None
     assert row is not None
     return detail_from_row(row)
-
-
-# The trigram index finds candidates only for a query of at least three characters.
-_MIN_INDEXED_QUERY = 3
-# A detail containing the text, ASCII letters folded: the one definition of a match.
-_CONTAINS = "instr(lower(d.message), lower(?)) > 0"
-
-
-def _filters(query: JobLogQuery) -> tuple[list[str], list[object], list[object]]:
-    """The WHERE terms (on job_logs) and their parameters for a query's filters, and the
-    parameters of the ``matched`` CTE (the logs the search index finds; empty if unused)."""
-    clauses: list[str] = []
-    params: list[object] = []
-    matched: list[object] = []
-    if query.status is not None:
-        clauses.append("status = ?")
-        params.append(int(query.status))
-    if query.since is not None:
-        clauses.append("created_at >= ?")
-        params.append(to_db_bound(query.since))
-    if query.until is not None:
-        clauses.append("created_at < ?")
-        params.append(to_db_bound(query.until))
-    if query.q is not None and len(query.q) >= _MIN_INDEXED_QUERY:
-        clauses.append("id IN (SELECT job_log_id FROM matched)")
-        matched += [f"%{query.q}%", query.q]
-    elif query.q is not None:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM job_log_details AS d WHERE d.job_log_id = job_logs.id "
-            f"AND {_CONTAINS})"
-        )
-        params.append(query.q)
-    return clauses, params, matched
-
-
-# The logs with a detail containing the text, found once per statement for the total and the
-# page alike. The trigram index's LIKE narrows to candidate details (its % and _ only widen
-# the match, its case folding covers ASCII's); the scan's own test decides.
-_MATCHED = (
-    "matched AS MATERIALIZED (SELECT DISTINCT d.job_log_id FROM job_log_details_search AS s "
-    f"JOIN job_log_details AS d ON d.id = s.rowid WHERE s.message LIKE ? AND {_CONTAINS}), "
-)
-
-
-async def list_job_logs(db: Database, query: JobLogQuery) -> JobLogPage:
-    """One page of logs, most recent first, with the number of logs matching the filter.
-
-    Without a time range or text, the total is read from the per-status counts the triggers
-    keep; the page's ids come from an index alone, so a deep page skips index entries only.
-    """
-    clauses, params, matched = _filters(query)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    if query.since is None and query.until is None and query.q is None:
-        total = "SELECT coalesce(sum(n), 0) FROM job_log_counts" + (
-            " WHERE status = ?" if query.status is not None else ""
-        )
-    else:
-        total = f"SELECT count(*) FROM job_logs{where}"
-    # One statement (one snapshot, one trip to the reader's thread): the total joined with the
-    # page, whose ids come from an index alone; an empty page leaves one row of NULLs.
-    rows = await db.read(
-        f"WITH {_MATCHED if matched else ''}page AS (SELECT id FROM job_logs{where} "
-        f"ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?) "
-        f"SELECT ({total}) AS total, {_LOG_OF_L} FROM (SELECT 1) "
-        f"LEFT JOIN job_logs AS l ON l.id IN (SELECT id FROM page) "
-        f"ORDER BY l.created_at DESC, l.id DESC",
-        [*matched, *params, query.per_page, query.offset, *params],
-    )
-    return JobLogPage(
-        items=[job_log_from_row(row) for row in rows if row["id"] is not None],
-        page=query.page,
-        per_page=query.per_page,
-        total=rows[0]["total"] if rows else 0,
-    )
-
-
-async def get_job_log(db: Database, job_log_id: int) -> JobLogWithDetails:
-    """A log by id with its details in chronological order; NotFound if there is none."""
-    return await _with_details(db, "id = ?", job_log_id, f"job log {job_log_id}")
-
-
-async def get_job_log_by_name(db: Database, name: str) -> JobLogWithDetails:
-    """A log by name (``20251215143022`` or ``20251215143022_1``) with its details."""
-    if not NAME_PATTERN.fullmatch(name):
-        raise NotFound(f"job log {name!r} does not exist")
-    return await _with_details(db, "name = ?", name, f"job log {name}")
-
-
-async def count_by_status(db: Database) -> StatusCounts:
-    """How many logs there are in all and per status, as the triggers keep them."""
-    async with db.snapshot() as conn:
-        rows = await fetch_all(conn, "SELECT status, n FROM job_log_counts WHERE n > 0", ())
-    per_status = {Status(row["status"]).name: row["n"] for row in rows if is_status(row["status"])}
-    return StatusCounts(total=sum(row["n"] for row in rows), **per_status)
-
-
-async def latest_job_log(db: Database) -> JobLog | None:
-    """The most recently created log, or None when there is none."""
-    rows = await db.read(
-        f"SELECT {LOG_COLUMNS} FROM job_logs ORDER BY created_at DESC, id DESC LIMIT 1"
-    )
-    return job_log_from_row(rows[0]) if rows else None
-
-
-async def _with_details(db: Database, where: str, key: object, label: str) -> JobLogWithDetails:
-    # One statement, so the log and its details come from one snapshot in one trip.
-    rows = await db.read(
-        f"SELECT {_LOG_OF_L}, d.id AS d_id, d.job_log_id AS d_job_log_id, "
-        "d.message AS d_message, d.created_at AS d_created_at, d.updated_at AS d_updated_at "
-        f"FROM job_logs AS l LEFT JOIN job_log_details AS d ON d.job_log_id = l.id "
-        f"WHERE l.{where} ORDER BY d.created_at, d.id",
-        (key,),
-    )
-    if not rows:
-        raise NotFound(f"{label} does not exist")
-    log = job_log_from_row(rows[0])
-    details = [
-        JobLogDetail(
-            id=row["d_id"],
-            job_log_id=row["d_job_log_id"],
-            message=row["d_message"],
-            created_at=from_db(row["d_created_at"]),
-            updated_at=from_db(row["d_updated_at"]),
-        )
-        for row in rows
-        if row["d_id"] is not None
-    ]
-    return JobLogWithDetails(**log.model_dump(), details=details)
 
 
 async def close_unfinished(db: Database, message: str) -> list[JobLog]:
@@ -298,7 +167,7 @@ async def _end_as_error(
     detail = await fetch_one(
         conn,
         "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
-        f"VALUES (?, ?, ?, ?) RETURNING {_DETAIL}",
+        f"VALUES (?, ?, ?, ?) RETURNING {DETAIL_COLUMNS}",
         (job_log_id, text, stamp, stamp),
     )
     row = await fetch_one(

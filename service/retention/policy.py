@@ -1,33 +1,26 @@
-"""Retention: finished logs older than RETENTION_DAYS are archived (when ARCHIVE_DIR is set) and
-deleted with their details, daily and on demand (``python -m service purge``).
+"""The purge policy: which finished logs go, in what batches, and when (daily and on demand).
 
-The purge goes in small batches, each archived first (written, flushed and fsynced) and then
-deleted in its own short transaction; it never touches a pending or processing log. An archive
-error stops it before anything more is deleted. Archives are gzip-compressed JSON Lines, one file
-per month of the logs' ``created_at`` (UTC), one line per log with its details inside; each
-batch appends one gzip member, which ``gzip.open`` and ``zcat`` read as one stream. A crash
-between archiving and deleting a batch archives it again at the next purge, so a reader
-de-duplicates by the log's ``id``, keeping the first line.
+Finished logs older than RETENTION_DAYS are archived (when ARCHIVE_DIR is set, see archive.py)
+and deleted with their details (the SQL is in service/store/purge.py). The purge goes in small
+batches, each archived first (written, flushed and fsynced) and then deleted in its own short
+transaction; it never touches a pending or processing log. An archive error stops it before
+anything more is deleted: PurgeStopped carries the report of what went before.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TypeVar
 
-from service.archive import ArchiveFailed, MonthFiles, archive_path, blocking
 from service.clock import Clock
-from service.http.payloads import detail_out, job_log_out
+from service.retention.archive import ArchiveFailed, archive_batch, archive_path
 from service.runlock import RunLock
-from service.store import Database
-from service.store.history import iter_details
-from service.store.retention import (
+from service.store import (
+    Database,
     DetailMark,
     Purgeable,
     delete_details_through,
@@ -35,21 +28,18 @@ from service.store.retention import (
     purgeable_after,
     purgeable_by_month,
 )
+from service.tasks import cancel_and_wait
 
-logger = logging.getLogger(__name__)
+# The purge's lines keep the logger name the README gives (the package's, not this module's).
+logger = logging.getLogger("service.retention")
 
 DAY_SECONDS = 86_400.0
 # Logs read per batch, and details deleted per transaction: 1,000 take about 2 ms (8 at most).
 BATCH_LOGS = 100
 DETAIL_BUDGET = 1000
-DETAIL_PAGE = 1000
 # A pause after each delete, so a writer in another process (whose busy handler retries with
 # growing sleeps) finds the database free instead of losing every race to the next batch.
 PAUSE_SECONDS = 0.005
-# Archive text gathered in memory before it goes to the files.
-_FLUSH_CHARS = 1 << 20
-
-_T = TypeVar("_T")
 
 
 class PurgeLocked(Exception):
@@ -87,6 +77,17 @@ class PurgeReport:
         return f"{text}; {'would archive' if self.dry_run else 'archived'} to {files}"
 
 
+class PurgeStopped(Exception):
+    """An archive could not be written, so the purge stopped before deleting more.
+
+    ``report`` tells what it had purged (and archived) before; raised from the ArchiveFailed.
+    """
+
+    def __init__(self, report: PurgeReport, cause: ArchiveFailed) -> None:
+        super().__init__(f"purge stopped: {cause}; nothing more was deleted")
+        self.report = report
+
+
 def purge_lock(database_path: Path) -> RunLock:
     """The lock that keeps purges of the database at ``database_path`` one at a time."""
     return RunLock(database_path.with_name(database_path.name + ".purge-lock"))
@@ -104,7 +105,8 @@ async def purge(
 
     ``on_purged`` is called after each deleted batch with its number of logs (the calls add up
     to the report's total). A dry run counts and changes nothing. Raises PurgeLocked when
-    another purge runs, ArchiveFailed (with the report so far) when an archive cannot be written.
+    another purge runs, PurgeStopped (with the report so far, raised from the ArchiveFailed) when
+    an archive cannot be written.
     """
     report = PurgeReport(cutoff=cutoff, dry_run=dry_run, archive_dir=archive_dir)
     if dry_run:
@@ -120,8 +122,7 @@ async def purge(
     try:
         await _purge_batches(db, report, on_purged)
     except ArchiveFailed as exc:
-        exc.report = report
-        raise
+        raise PurgeStopped(report, exc) from exc
     finally:
         lock.release()
     logger.info("%s", report.describe())
@@ -137,7 +138,10 @@ async def _purge_batches(
         if report.archive_dir is None:
             expected = {item.log.id: item.mark for item in batch}
         else:
-            expected = await _archive(db, report, report.archive_dir, batch)
+            archived = await archive_batch(db, report.archive_dir, batch)
+            expected = archived.marks
+            for path, count in archived.files.items():
+                report.archived[path] = report.archived.get(path, 0) + count
         logs, details = await _delete(db, expected)
         report.logs += logs
         report.details += details
@@ -180,41 +184,6 @@ async def _delete(db: Database, expected: dict[int, DetailMark]) -> tuple[int, i
     return logs, details + chunked
 
 
-async def _archive(
-    db: Database, report: PurgeReport, folder: Path, batch: list[Purgeable]
-) -> dict[int, DetailMark]:
-    """Append each log of the batch to its month's file, fsynced; the marks of what was written."""
-    files = MonthFiles()
-    marks: dict[int, DetailMark] = {}
-    try:
-        for item in batch:
-            path = archive_path(folder, item.log.created_at.strftime("%Y-%m"))
-            marks[item.log.id] = await _archive_log(db, files, path, item)
-        await blocking(files.commit)
-    except BaseException:
-        await blocking(files.discard)
-        raise
-    for item in batch:
-        path = archive_path(folder, item.log.created_at.strftime("%Y-%m"))
-        report.archived[path] = report.archived.get(path, 0) + 1
-    return marks
-
-
-async def _archive_log(db: Database, files: MonthFiles, path: Path, item: Purgeable) -> DetailMark:
-    """One JSON line: the log as the API shows it, its details streamed in a page at a time."""
-    head = job_log_out(item.log).model_dump_json()
-    files.add(path, head[:-1] + ',"details":[')
-    count, last = 0, 0
-    async for page in iter_details(db, item.log.id, page=DETAIL_PAGE):
-        lines = ",".join(detail_out(detail).model_dump_json() for detail in page)
-        files.add(path, f",{lines}" if count else lines)
-        count, last = count + len(page), page[-1].id
-        if files.buffered >= _FLUSH_CHARS:
-            await blocking(files.flush)
-    files.add(path, "]}\n")
-    return count, last
-
-
 def _count(n: int, noun: str) -> str:
     return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
@@ -247,11 +216,8 @@ class Retention:
 
     async def stop(self) -> None:
         """Stop the loop; a batch being deleted is rolled back, its archive lines may stay."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def run_once(self) -> PurgeReport | None:
         """One purge at ``clock() - retention_days``; None when skipped or failed (logged)."""
@@ -267,7 +233,7 @@ class Retention:
             )
         except PurgeLocked as exc:
             logger.info("purge skipped: %s", exc)
-        except ArchiveFailed as exc:
+        except PurgeStopped as exc:
             logger.error("%s", exc)
         except Exception:
             logger.exception("the daily purge failed; it runs again in 24 hours")

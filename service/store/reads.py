@@ -1,0 +1,389 @@
+"""Every read of job_logs and job_log_details: a run by reference, pages of runs and of lines,
+the counts, and what the event stream replays and follows.
+
+A run is looked up by a *ref*: its name (``20251215143022``, ``…_1``), or its id as an int or as
+digits. Each read is one statement where it can be (one snapshot, one trip to the reader's
+thread). A page of lines comes as models or, for the API, as JSON written by SQLite itself; both
+share one WHERE clause.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from service.wire import (
+    NAME_PATTERN,
+    DetailPage,
+    EventDetail,
+    JobLog,
+    JobLogDetail,
+    JobLogPage,
+    JobLogWithDetails,
+    Status,
+    StatusCounts,
+    sql_iso_z,
+)
+
+from .database import Database
+from .errors import NotFound
+from .models import JobLogQuery
+from .rows import (
+    DETAIL_COLUMNS,
+    LOG_COLUMNS,
+    detail_fields,
+    detail_from_row,
+    fetch_all,
+    fetch_one,
+    is_status,
+    job_log_from_row,
+)
+from .timestamps import from_db, to_db_bound
+
+_MAX_ID = 2**63 - 1
+_LOG_OF_L = "l.id, l.name, l.status, l.created_at, l.updated_at"
+_DETAIL_OF_D = "d.id, d.job_log_id, d.message, d.created_at, d.updated_at"
+# A detail containing the text, ASCII letters folded: the one definition of a match.
+_CONTAINS = "instr(lower(d.message), lower(?)) > 0"
+# The trigram index finds candidates only for a query of at least three characters.
+_MIN_INDEXED_QUERY = 3
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+def _key(ref: str | int) -> tuple[str, str | int]:
+    """``("name", …)`` for a name, ``("id", n)`` for an id; anything else is not found."""
+    if isinstance(ref, int):
+        return "id", ref
+    if NAME_PATTERN.fullmatch(ref):
+        return "name", ref
+    if ref.isascii() and ref.isdigit() and 0 < int(ref) <= _MAX_ID:
+        return "id", int(ref)
+    raise NotFound(f"job log {ref!r} does not exist")
+
+
+async def job_log(db: Database, ref: str | int) -> JobLog:
+    """A run (without its lines) as it is now; NotFound if there is none."""
+    column, key = _key(ref)
+    rows = await db.read(f"SELECT {LOG_COLUMNS} FROM job_logs WHERE {column} = ?", (key,))
+    if not rows:
+        raise NotFound(f"job log {ref} does not exist")
+    return job_log_from_row(rows[0])
+
+
+async def job_log_with_details(db: Database, ref: str | int) -> JobLogWithDetails:
+    """A run with all its lines in chronological order; NotFound if there is none."""
+    column, key = _key(ref)
+    rows = await db.read(
+        f"SELECT {_LOG_OF_L}, d.id AS d_id, d.job_log_id AS d_job_log_id, "
+        "d.message AS d_message, d.created_at AS d_created_at, d.updated_at AS d_updated_at "
+        f"FROM job_logs AS l LEFT JOIN job_log_details AS d ON d.job_log_id = l.id "
+        f"WHERE l.{column} = ? ORDER BY d.created_at, d.id",
+        (key,),
+    )
+    if not rows:
+        raise NotFound(f"job log {ref} does not exist")
+    details = [
+        JobLogDetail(
+            id=row["d_id"],
+            job_log_id=row["d_job_log_id"],
+            message=row["d_message"],
+            created_at=from_db(row["d_created_at"]),
+            updated_at=from_db(row["d_updated_at"]),
+        )
+        for row in rows
+        if row["d_id"] is not None
+    ]
+    log = job_log_from_row(rows[0])
+    return JobLogWithDetails(**log.model_dump(exclude={"duration_seconds"}), details=details)
+
+
+async def latest_job_log(db: Database) -> JobLog | None:
+    """The most recently created run, or None when there is none."""
+    rows = await db.read(
+        f"SELECT {LOG_COLUMNS} FROM job_logs ORDER BY created_at DESC, id DESC LIMIT 1"
+    )
+    return job_log_from_row(rows[0]) if rows else None
+
+
+async def last_success_at(db: Database) -> datetime | None:
+    """When the latest successful run ended."""
+    rows = await db.read(
+        "SELECT updated_at FROM job_logs WHERE status = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT 1",
+        (int(Status.success),),
+    )
+    return from_db(rows[0]["updated_at"]) if rows else None
+
+
+async def previous_finished_status(db: Database, job_log_id: int) -> Status | None:
+    """How the last finished run before this one (highest id below it) ended; None if none."""
+    rows = await db.read(
+        "SELECT status FROM job_logs WHERE id < ? AND status IN (?, ?) ORDER BY id DESC LIMIT 1",
+        (job_log_id, int(Status.error), int(Status.success)),
+    )
+    return Status(rows[0]["status"]) if rows else None
+
+
+async def open_job_logs(db: Database) -> list[JobLog]:
+    """Runs still pending or processing, oldest first."""
+    rows = await db.read(
+        f"SELECT {LOG_COLUMNS} FROM job_logs WHERE status IN (?, ?) ORDER BY id",
+        (int(Status.pending), int(Status.processing)),
+    )
+    return [job_log_from_row(row) for row in rows]
+
+
+# --- many runs -------------------------------------------------------------------------------
+
+
+def _filters(query: JobLogQuery) -> tuple[list[str], list[object], list[object]]:
+    """The WHERE terms (on job_logs) and their parameters for a query's filters, and the
+    parameters of the ``matched`` CTE (the logs the search index finds; empty if unused)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    matched: list[object] = []
+    if query.status is not None:
+        clauses.append("status = ?")
+        params.append(int(query.status))
+    if query.since is not None:
+        clauses.append("created_at >= ?")
+        params.append(to_db_bound(query.since))
+    if query.until is not None:
+        clauses.append("created_at < ?")
+        params.append(to_db_bound(query.until))
+    if query.q is not None and len(query.q) >= _MIN_INDEXED_QUERY:
+        clauses.append("id IN (SELECT job_log_id FROM matched)")
+        matched += [f"%{query.q}%", query.q]
+    elif query.q is not None:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM job_log_details AS d WHERE d.job_log_id = job_logs.id "
+            f"AND {_CONTAINS})"
+        )
+        params.append(query.q)
+    return clauses, params, matched
+
+
+# The logs with a detail containing the text, found once per statement for the total and the
+# page alike. The trigram index's LIKE narrows to candidate details (its % and _ only widen
+# the match, its case folding covers ASCII's); the scan's own test decides.
+_MATCHED = (
+    "matched AS MATERIALIZED (SELECT DISTINCT d.job_log_id FROM job_log_details_search AS s "
+    f"JOIN job_log_details AS d ON d.id = s.rowid WHERE s.message LIKE ? AND {_CONTAINS}), "
+)
+
+
+async def list_job_logs(db: Database, query: JobLogQuery) -> JobLogPage:
+    """One page of runs, most recent first, with the number of runs matching the filter.
+
+    Without a time range or text, the total is read from the per-status counts the triggers
+    keep; the page's ids come from an index alone, so a deep page skips index entries only.
+    """
+    clauses, params, matched = _filters(query)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    if query.since is None and query.until is None and query.q is None:
+        total = "SELECT coalesce(sum(n), 0) FROM job_log_counts" + (
+            " WHERE status = ?" if query.status is not None else ""
+        )
+    else:
+        total = f"SELECT count(*) FROM job_logs{where}"
+    # One statement (one snapshot, one trip to the reader's thread): the total joined with the
+    # page, whose ids come from an index alone; an empty page leaves one row of NULLs.
+    rows = await db.read(
+        f"WITH {_MATCHED if matched else ''}page AS (SELECT id FROM job_logs{where} "
+        f"ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?) "
+        f"SELECT ({total}) AS total, {_LOG_OF_L} FROM (SELECT 1) "
+        f"LEFT JOIN job_logs AS l ON l.id IN (SELECT id FROM page) "
+        f"ORDER BY l.created_at DESC, l.id DESC",
+        [*matched, *params, query.per_page, query.offset, *params],
+    )
+    return JobLogPage(
+        items=[job_log_from_row(row) for row in rows if row["id"] is not None],
+        page=query.page,
+        per_page=query.per_page,
+        total=rows[0]["total"] if rows else 0,
+    )
+
+
+async def count_by_status(db: Database) -> StatusCounts:
+    """How many runs there are in all and per status, as the triggers keep them."""
+    rows = await db.read("SELECT status, n FROM job_log_counts WHERE n > 0")
+    per_status = {Status(row["status"]).name: row["n"] for row in rows if is_status(row["status"])}
+    return StatusCounts(total=sum(row["n"] for row in rows), **per_status)
+
+
+# --- a run's lines ---------------------------------------------------------------------------
+
+
+def _page_of_lines(job_log_id: int, after: int, q: str | None) -> tuple[str, list[object]]:
+    """The WHERE clause and parameters of a page of a run's lines after a cursor."""
+    if q is None:
+        return "job_log_id = ? AND id > ?", [job_log_id, after]
+    return (
+        "job_log_id = ? AND id > ? AND instr(lower(message), lower(?)) > 0",
+        [job_log_id, after, q],
+    )
+
+
+async def detail_page(
+    db: Database, job_log_id: int, *, after: int, limit: int, q: str | None = None
+) -> DetailPage:
+    """Up to ``limit`` lines of a run with id > ``after``, in id order, optionally only those
+    containing ``q`` (case-insensitive for ASCII letters)."""
+    where, params = _page_of_lines(job_log_id, after, q)
+    rows = await db.read(
+        f"SELECT {DETAIL_COLUMNS} FROM job_log_details WHERE {where} ORDER BY id LIMIT ?",
+        [*params, limit + 1],
+    )
+    items = [detail_from_row(row) for row in rows[:limit]]
+    return DetailPage(items=items, next_after=items[-1].id if len(rows) > limit else None)
+
+
+@dataclass(frozen=True)
+class DetailPageJson:
+    """A :class:`service.wire.DetailPage` as JSON: ``items`` its array, ``next_after``."""
+
+    items: str
+    next_after: int | None
+
+    def text(self) -> str:
+        """The whole page as JSON."""
+        return f'{{"items":{self.items},"next_after":{json.dumps(self.next_after)}}}'
+
+
+async def detail_page_json(
+    db: Database, job_log_id: int, *, after: int, limit: int, q: str | None = None
+) -> DetailPageJson:
+    """:func:`detail_page` as JSON written by SQLite (a run of 100,000 lines is read in 100
+    pages: a model per line and its serializer cost ~10 ms a page, ``json_group_array`` well
+    under 1). A stored time outside Rails' two forms gives the page from the models instead."""
+    where, params = _page_of_lines(job_log_id, after, q)
+    page = (
+        f"SELECT id, job_log_id, message, {sql_iso_z('created_at')} AS iso "
+        f"FROM job_log_details WHERE {where} ORDER BY id LIMIT ?"
+    )
+    async with db.snapshot() as conn:
+        row = await fetch_one(
+            conn,
+            "SELECT json_group_array(json_object('id', id, 'job_log_id', job_log_id, "
+            "'message', message, 'created_at', iso)) AS items, count(*) AS n, "
+            f"max(id) AS last, count(*) - count(iso) AS odd FROM ({page})",
+            [*params, limit],
+        )
+        assert row is not None  # an aggregate always has its row
+        items, last = str(row["items"]), row["last"]
+        if row["odd"]:
+            rows = await fetch_all(
+                conn,
+                f"SELECT {DETAIL_COLUMNS} FROM job_log_details WHERE {where} ORDER BY id LIMIT ?",
+                [*params, limit],
+            )
+            lines = ",".join(detail_from_row(r).model_dump_json() for r in rows)
+            items = f"[{lines}]"
+        more = row["n"] == limit and (
+            await fetch_one(
+                conn,
+                f"SELECT 1 FROM job_log_details WHERE {where} AND id > ? LIMIT 1",
+                [*params, last],
+            )
+            is not None
+        )
+    return DetailPageJson(items=items, next_after=last if more else None)
+
+
+async def iter_details(
+    db: Database, job_log_id: int, *, page: int = 1000
+) -> AsyncIterator[list[JobLogDetail]]:
+    """All lines of a run in id order, a page at a time (for streaming very long runs)."""
+    after = 0
+    while True:
+        chunk = await detail_page(db, job_log_id, after=after, limit=page)
+        if chunk.items:
+            yield chunk.items
+        if chunk.next_after is None:
+            return
+        after = chunk.next_after
+
+
+async def last_details(db: Database, job_log_id: int, count: int) -> list[JobLogDetail]:
+    """The last ``count`` lines of a run, in the order they were written."""
+    rows = await db.read(
+        f"SELECT {DETAIL_COLUMNS} FROM job_log_details WHERE job_log_id = ? "
+        "ORDER BY id DESC LIMIT ?",
+        (job_log_id, count),
+    )
+    return [detail_from_row(row) for row in reversed(rows)]
+
+
+async def last_detail_id(db: Database, job_log_id: int) -> int:
+    """The id of a run's last line (0 when it has none)."""
+    rows = await db.read(
+        "SELECT coalesce(max(id), 0) AS last FROM job_log_details WHERE job_log_id = ?",
+        (job_log_id,),
+    )
+    return int(rows[0]["last"])
+
+
+# --- what the event stream replays and follows -----------------------------------------------
+
+
+async def details_after(
+    db: Database, after: int, *, limit: int, job_log_id: int | None = None
+) -> list[EventDetail]:
+    """Lines with id > ``after`` in id order, with their run's name (replay and follow)."""
+    where = "d.id > ?" + (" AND d.job_log_id = ?" if job_log_id is not None else "")
+    params: list[object] = [after] if job_log_id is None else [after, job_log_id]
+    rows = await db.read(
+        f"SELECT {_DETAIL_OF_D}, l.name AS job_log_name FROM job_log_details AS d "
+        f"JOIN job_logs AS l ON l.id = d.job_log_id WHERE {where} ORDER BY d.id LIMIT ?",
+        [*params, limit],
+    )
+    return [_event_detail(row) for row in rows]
+
+
+async def logs_with_details_after(db: Database, after: int) -> list[JobLog]:
+    """The runs that have a line with id > ``after``, oldest first."""
+    rows = await db.read(
+        f"SELECT {LOG_COLUMNS} FROM job_logs WHERE id IN "
+        f"(SELECT DISTINCT job_log_id FROM job_log_details WHERE id > ?) ORDER BY id",
+        (after,),
+    )
+    return [job_log_from_row(row) for row in rows]
+
+
+async def high_water_marks(db: Database) -> tuple[int, int]:
+    """The largest run id and the largest line id (0 when empty)."""
+    rows = await db.read(
+        "SELECT (SELECT coalesce(max(id), 0) FROM job_logs) AS logs, "
+        "(SELECT coalesce(max(id), 0) FROM job_log_details) AS details"
+    )
+    return int(rows[0]["logs"]), int(rows[0]["details"])
+
+
+async def changes_since(
+    db: Database, log_cursor: int, detail_cursor: int, watched: Sequence[int], limit: int
+) -> tuple[list[JobLog], list[EventDetail]]:
+    """In one snapshot: runs created after ``log_cursor`` or ``watched``, and up to ``limit``
+    lines after ``detail_cursor`` with their run's name, both in id order."""
+    marks = ", ".join("?" * len(watched)) or "NULL"
+    async with db.snapshot() as conn:
+        logs = await fetch_all(
+            conn,
+            f"SELECT {LOG_COLUMNS} FROM job_logs WHERE id > ? OR id IN ({marks}) ORDER BY id",
+            [log_cursor, *watched],
+        )
+        details = await fetch_all(
+            conn,
+            f"SELECT {_DETAIL_OF_D}, l.name AS job_log_name FROM job_log_details AS d "
+            f"JOIN job_logs AS l ON l.id = d.job_log_id WHERE d.id > ? ORDER BY d.id LIMIT ?",
+            (detail_cursor, limit),
+        )
+    return [job_log_from_row(row) for row in logs], [_event_detail(row) for row in details]
+
+
+def _event_detail(row: sqlite3.Row) -> EventDetail:
+    return EventDetail(**detail_fields(row), job_log_name=row["job_log_name"])
