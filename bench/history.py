@@ -29,52 +29,17 @@ import aiohttp
 
 from bench import common
 from bench.common import Section, median, percentile
-from bench.seed_history import DECADE, DETAILS_PER_RUN, NEEDLE, YEAR, seed
-from service.store import Database
+from bench.seed_history import CACHE, DECADE, DETAILS_PER_RUN, NEEDLE, YEAR, prepare
 from tests.support.server import ServerProcess
 from tests.support.system import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
-CACHE = Path(tempfile.gettempdir()) / "joblog-history-bench"
 CONCURRENCY = 32
 # p99 goals; the search's at year scale only.
 P99_GOAL_MS = 5.0
 SEARCH_GOAL_MS = 50.0
 GROWTH_GOAL = 1.5
 RATE_GOAL = 0.4
-
-
-def prepare(name: str, logs: int) -> dict[str, Any]:
-    """The cached database of ``logs`` runs, seeded and adopted if not there yet, and its facts."""
-    CACHE.mkdir(exist_ok=True)
-    path = CACHE / f"{name}.sqlite3"
-    facts_path = CACHE / f"{name}.json"
-    facts: dict[str, Any] = {}
-    if path.exists() and facts_path.exists():
-        facts = json.loads(facts_path.read_text())
-        if facts.get("logs") == logs and "adopt_seconds" in facts:
-            return {**facts, "path": str(path), "cached": True}
-    if facts.get("logs") != logs or "seed_seconds" not in facts:
-        print(f"seeding {name}: {logs:,} logs", file=sys.stderr, flush=True)
-        took = seed(path, logs)
-        facts = {"logs": logs, "seed_seconds": took, "rails_bytes": path.stat().st_size}
-        facts_path.write_text(json.dumps(facts))
-    print(f"adopting {name}", file=sys.stderr, flush=True)
-    started = time.monotonic()
-    asyncio.run(_adopt(path))
-    facts["adopt_seconds"] = time.monotonic() - started
-    facts["adopted_bytes"] = path.stat().st_size
-    with closing(sqlite3.connect(path)) as conn:
-        facts["search_index_bytes"] = conn.execute(
-            "SELECT sum(pgsize) FROM dbstat WHERE name LIKE 'job_log_details_search%'"
-        ).fetchone()[0]
-    facts_path.write_text(json.dumps(facts))
-    return {**facts, "path": str(path), "cached": False}
-
-
-async def _adopt(path: Path) -> None:
-    db = await Database.open(path)
-    await db.close()
 
 
 def _timed(call: Callable[[], object], repeat: int) -> float:
@@ -304,7 +269,7 @@ def report(
                 name,
                 f"{db['logs']:,}",
                 f"{db['logs'] * DETAILS_PER_RUN:,}",
-                f"{db['seed_seconds']:.0f}",
+                "—" if db["seed_seconds"] is None else f"{db['seed_seconds']:.0f}",
                 f"{db['rails_bytes'] / 2**20:,.0f}",
                 f"{db['adopt_seconds']:.1f}",
                 f"{db['adopted_bytes'] / 2**20:,.0f}",
