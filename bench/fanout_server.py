@@ -1,10 +1,15 @@
 """The server side of bench.fanout: one broadcaster under test, driven over stdin/stdout.
 
-python -m bench.fanout_server service|floor|peer --port P --rate R --duration S --subscribers N
+python -m bench.fanout_server MODE --port P --rate R --duration S --subscribers N
 
 - ``service``: the real app (``create_app``) on a fresh database; a task appends details to one
   job log with ``add_detail`` at the rate, as the in-process sync job does, so the hub is woken
   at once by each commit. An event's time is taken right after ``add_detail`` returns.
+- ``elsewhere`` / ``elsewhere-poll``: the real app again, but every detail is committed by
+  another process (``writer`` below, as the Rails app or a ``run-once`` writes): the hub learns
+  of it from its change check every EVENTS_CHECK_SECONDS (``elsewhere``), or from its poll every
+  0.25 s with the check off (``elsewhere-poll``, the service before #13). An event's time is
+  taken in the writer right after its commit.
 - ``floor``: a minimal aiohttp handler per subscriber, waiting on its own queue and writing the
   pre-encoded ``id:``/``data:`` frame with ``await resp.write(...)`` (no database, no JSON).
 - ``peer``: sse-starlette's ``EventSourceResponse`` on uvicorn, fed by a per-client queue.
@@ -142,6 +147,96 @@ async def serve_service(args: argparse.Namespace, control: Control) -> None:
     await runner.cleanup()
 
 
+async def serve_elsewhere(args: argparse.Namespace, control: Control) -> None:
+    from service import appkeys
+    from service.app import create_app
+    from service.settings import Settings
+    from service.store import create_job_log
+
+    folder = Path(tempfile.mkdtemp(prefix="joblog-fanout-"))
+    database = folder / "joblog.sqlite3"
+    settings = Settings(
+        database_path=database,
+        sync_on_start=False,
+        sync_interval_seconds=0,
+        demo_delay_seconds=0,
+        log_level="warning",
+        sse_max_clients=100_000,
+        events_poll_seconds=0.25,
+    )
+    if args.mode == "elsewhere-poll":
+        settings = settings.model_copy(update={"events_check_seconds": 0.0})
+    app = create_app(settings)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", args.port, backlog=2048).start()
+    log = await create_job_log(app[appkeys.DATABASE])
+    hub = app[appkeys.HUB]
+    writer = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bench.fanout_server",
+        "writer",
+        "--database",
+        str(database),
+        "--job-log",
+        str(log.id),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    stdin, stdout = writer.stdin, writer.stdout
+    assert stdin is not None
+    assert stdout is not None
+    print("READY", flush=True)
+
+    async def send(n: int) -> tuple[int, float]:
+        stdin.write(b"%d\n" % n)
+        await stdin.drain()
+        detail_id, committed = json.loads(await stdout.readline())
+        return int(detail_id), float(committed)
+
+    task = asyncio.create_task(
+        drive(
+            control,
+            lambda: hub.subscriber_count,
+            args.subscribers,
+            send,
+            args.rate,
+            args.duration,
+        )
+    )
+    await control.quit.wait()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    stdin.close()
+    await writer.wait()
+    await runner.cleanup()
+
+
+def write_elsewhere(database: Path, job_log_id: int) -> None:
+    """The ``writer`` mode: for each line on stdin, commit one detail as another process
+    would, and print its id and the time right after the commit."""
+    import sqlite3
+    from contextlib import closing
+    from datetime import UTC, datetime
+
+    from service.store import to_db
+
+    with closing(sqlite3.connect(database, isolation_level=None)) as conn:
+        conn.execute("PRAGMA busy_timeout=5000")
+        for line in sys.stdin:
+            stamp = to_db(datetime.now(UTC))
+            conn.execute("BEGIN IMMEDIATE")
+            (detail_id,) = conn.execute(
+                "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?) RETURNING id",
+                (job_log_id, f"Batch {int(line):,} imported (500 records)", stamp, stamp),
+            ).fetchone()
+            conn.execute("COMMIT")
+            print(json.dumps([detail_id, time.time()]), flush=True)
+
+
 async def serve_floor(args: argparse.Namespace, control: Control) -> None:
     queues: set[asyncio.Queue[bytes]] = set()
 
@@ -240,19 +335,32 @@ async def amain(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     control = Control(loop)
     loop.add_signal_handler(signal.SIGTERM, control.quit.set)
-    serve = {"service": serve_service, "floor": serve_floor, "peer": serve_peer}[args.mode]
+    serve = {
+        "service": serve_service,
+        "elsewhere": serve_elsewhere,
+        "elsewhere-poll": serve_elsewhere,
+        "floor": serve_floor,
+        "peer": serve_peer,
+    }[args.mode]
     await serve(args, control)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout_server")
-    parser.add_argument("mode", choices=("service", "floor", "peer"))
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "mode", choices=("service", "elsewhere", "elsewhere-poll", "floor", "peer", "writer")
+    )
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--database", type=Path, help="writer: the database to write to")
+    parser.add_argument("--job-log", type=int, help="writer: the log to append to")
     parser.add_argument("--rate", type=float, default=10)
     parser.add_argument("--duration", type=float, default=20)
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--profile", help="service: write a pyinstrument profile of the window")
     args = parser.parse_args()
+    if args.mode == "writer":
+        write_elsewhere(args.database, args.job_log)
+        return
     raise_nofile()
     asyncio.run(amain(args))
 

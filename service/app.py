@@ -59,6 +59,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         events = EventHub(
             app[appkeys.DATABASE],
             poll_seconds=settings.events_poll_seconds,
+            check_seconds=settings.events_check_seconds,
             buffer=settings.sse_buffer_events,
             max_subscribers=settings.sse_max_clients,
             metrics=metrics,

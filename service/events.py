@@ -2,10 +2,17 @@
 
 Data flows one way: the job commits to the store; the hub reads what is committed — by this
 process or any other (run-once, the Rails app) — and offers each change to every subscriber
-(:meth:`Subscriber.offer`). It polls every EVENTS_POLL_SECONDS and is woken at once by this
-process's own commits. A subscriber that cannot take more says so and is forgotten; it catches
+(:meth:`Subscriber.offer`; details read together as one :class:`Batch`). This process's own
+commits wake it at once; other processes' are noticed by a cheap change check every
+EVENTS_CHECK_SECONDS (``PRAGMA data_version``, :class:`service.store.ChangeWatch`), and the
+hub reads only when it says something changed — or, with the check off, every
+EVENTS_POLL_SECONDS. A subscriber that cannot take more says so and is forgotten; it catches
 up from the database when it reconnects with its last event id. How an event is written out
 is the subscriber's business (:mod:`service.http.sse`).
+
+The hub also keeps one clock for all its subscribers (:meth:`Subscriber.tick`, every
+TICK_SECONDS): a stream whose client went away is forgotten within a tick, and pings, stall
+checks and session ends need no timer or wake-up per stream.
 """
 
 from __future__ import annotations
@@ -13,11 +20,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from service.metrics import Metrics
-from service.store import Database, changes_since, high_water_marks, open_job_logs
+from service.store import ChangeWatch, Database, changes_since, high_water_marks, open_job_logs
 from service.tasks import cancel_and_wait
 from service.wire import EventDetail, JobLog
 
@@ -25,6 +33,9 @@ logger = logging.getLogger(__name__)
 
 # Details read per poll; a busier writer is followed over several polls in a row.
 POLL_BATCH = 1000
+# The subscribers' shared clock: how soon a stream whose client went away is forgotten, and
+# the granularity of pings, stall checks and session ends.
+TICK_SECONDS = 0.25
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +50,22 @@ class Event:
     detail: EventDetail | None = None
     job_log: JobLog | None = None
     encoded: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+
+class Batch:
+    """Details read together, offered to a subscriber at once so that one caught up writes
+    them in one go; ``encoded`` keeps what a consumer made of them, shared like
+    :attr:`Event.encoded`."""
+
+    __slots__ = ("encoded", "events")
+
+    def __init__(self, events: list[Event]) -> None:
+        self.events = events
+        self.encoded: dict[str, bytes] = {}
+
+    def only(self, job_log_id: int) -> Batch:
+        """The events of one log (the same event objects)."""
+        return Batch([event for event in self.events if event.job_log_id == job_log_id])
 
 
 class TooManySubscribers(Exception):
@@ -56,6 +83,13 @@ class Subscriber(Protocol):
         """Take ``event`` (send it now or keep it, in order); False when the subscriber cannot
         take more and is gone: the hub forgets it."""
 
+    def offer_batch(self, batch: Batch) -> bool:
+        """Take several details at once, in order; False as for :meth:`offer`."""
+
+    def tick(self, now: float) -> bool:
+        """The hub's shared clock (``time.monotonic()``), every TICK_SECONDS; False when the
+        subscriber is gone: the hub forgets it."""
+
     def end(self) -> None:
         """Finish after what was offered (the hub stops: shutdown)."""
 
@@ -71,10 +105,17 @@ class EventHub:
         buffer: int,
         max_subscribers: int,
         metrics: Metrics | None = None,
+        check_seconds: float = 0.0,
     ) -> None:
         self._db = db
         self._metrics = metrics or Metrics()
         self._poll_seconds = poll_seconds
+        self._check_seconds = check_seconds
+        self._watch: ChangeWatch | None = None
+        self._ticker: asyncio.TimerHandle | None = None
+        self._checker: asyncio.TimerHandle | None = None
+        # Reads of the database so far (a change check that finds nothing is not one).
+        self.reads = 0
         self._buffer = buffer
         self._max = max_subscribers
         self._subscribers: set[Subscriber] = set()
@@ -92,9 +133,16 @@ class EventHub:
     async def start(self) -> None:
         """Begin following from what is committed now (the hub starts live)."""
         self._log_cursor, self._detail_cursor = await high_water_marks(self._db)
+        if self._check_seconds > 0:
+            self._watch = ChangeWatch(self._db.path)
+            self._watch.changed()
         self._open = {log.id: log for log in await open_job_logs(self._db)}
         self._db.on_commit.append(self._wake.set)
         self._task = asyncio.create_task(self._follow(), name="event-hub")
+        loop = asyncio.get_running_loop()
+        self._ticker = loop.call_later(TICK_SECONDS, self._tick)
+        if self._watch is not None:
+            self._checker = loop.call_later(self._check_seconds, self._check)
 
     async def close(self) -> None:
         """Stop following and end every stream."""
@@ -102,6 +150,13 @@ class EventHub:
             self._db.on_commit.remove(self._wake.set)
         await cancel_and_wait(self._task)
         self._task = None
+        for handle in (self._ticker, self._checker):
+            if handle is not None:
+                handle.cancel()
+        self._ticker = self._checker = None
+        if self._watch is not None:
+            self._watch.close()
+            self._watch = None
         self.end_streams()
 
     def end_streams(self) -> None:
@@ -123,19 +178,59 @@ class EventHub:
 
     async def _follow(self) -> None:
         while True:
-            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel at a timeout.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._poll_seconds):
-                    await self._wake.wait()
-            self._wake.clear()
+            await self._next_change()
             try:
                 while await self._poll():
                     pass
             except Exception:
                 logger.exception("following the job-log database failed; retrying")
 
+    async def _next_change(self) -> None:
+        """Return when there may be something new to read: a commit of this process, another
+        process's commit seen by the change check, or (check off) the next poll."""
+        if self._watch is None:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel at a timeout.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._poll_seconds):
+                    await self._wake.wait()
+            self._wake.clear()
+            return
+        await self._wake.wait()
+        self._wake.clear()
+        # The read below sees every commit so far: the check need not report them again.
+        self._changed()
+
+    def _check(self) -> None:
+        """Every EVENTS_CHECK_SECONDS: wake the follower when another commit landed."""
+        self._checker = asyncio.get_running_loop().call_later(self._check_seconds, self._check)
+        if self._changed():
+            self._wake.set()
+
+    def _changed(self) -> bool:
+        if self._watch is None:
+            return True
+        try:
+            return self._watch.changed()
+        except Exception:
+            logger.exception("the change check failed; reading")
+            return True
+
+    def _tick(self) -> None:
+        """Every TICK_SECONDS: give each subscriber the time; forget those that are gone."""
+        self._ticker = asyncio.get_running_loop().call_later(TICK_SECONDS, self._tick)
+        now = time.monotonic()
+        for subscriber in list(self._subscribers):
+            try:
+                alive = subscriber.tick(now)
+            except Exception:
+                logger.exception("a subscriber's tick failed; dropping it")
+                alive = False
+            if not alive:
+                self._subscribers.discard(subscriber)
+
     async def _poll(self) -> bool:
         """Publish one consistent batch of changes; True when more are waiting."""
+        self.reads += 1
         logs, details = await changes_since(
             self._db, self._log_cursor, self._detail_cursor, list(self._open), POLL_BATCH
         )
@@ -169,8 +264,13 @@ class EventHub:
         for start in range(0, len(details), step):
             if start:
                 await asyncio.sleep(0)
-            for detail in details[start : start + step]:
-                self._publish(Event(detail.job_log_id, detail=detail))
+            events = [
+                Event(detail.job_log_id, detail=detail) for detail in details[start : start + step]
+            ]
+            if len(events) == 1:
+                self._publish(events[0])
+            else:
+                self._publish_batch(Batch(events))
         if details:
             self._detail_cursor = details[-1].id
             self._metrics.details.inc(len(details))
@@ -191,8 +291,30 @@ class EventHub:
                 logger.exception("offering an event to a subscriber failed; dropping it")
                 taken = False
             if not taken:
-                self._subscribers.discard(subscriber)
-                self._metrics.dropped.inc()
+                self._drop(subscriber)
+
+    def _publish_batch(self, batch: Batch) -> None:
+        """Offer several details at once; a follower of one log gets that log's part, made
+        once for every follower of the log."""
+        parts: dict[int, Batch] = {}
+        for subscriber in list(self._subscribers):
+            wanted = subscriber.job_log_id
+            part = batch
+            if wanted is not None:
+                part = parts.get(wanted) or parts.setdefault(wanted, batch.only(wanted))
+                if not part.events:
+                    continue
+            try:
+                taken = subscriber.offer_batch(part)
+            except Exception:
+                logger.exception("offering events to a subscriber failed; dropping it")
+                taken = False
+            if not taken:
+                self._drop(subscriber)
+
+    def _drop(self, subscriber: Subscriber) -> None:
+        self._subscribers.discard(subscriber)
+        self._metrics.dropped.inc()
 
     def _end(self, subscriber: Subscriber) -> None:
         """Unregister a subscriber and ask it to finish."""

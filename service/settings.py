@@ -161,6 +161,14 @@ class Settings(BaseSettings):
     events_poll_seconds: Annotated[float, Field(gt=0, le=1)] = Field(
         default=0.25, description="How often the event stream looks for other writers' changes."
     )
+    events_check_seconds: Annotated[float, Field(ge=0, le=1)] = Field(
+        default=0.02,
+        description=(
+            "How often the event stream checks for other writers' commits (a cheap "
+            "PRAGMA data_version), reading only when one landed; 0 turns the check off and "
+            "the stream reads every EVENTS_POLL_SECONDS instead."
+        ),
+    )
     sse_ping_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
         default=15, description="Seconds between keep-alive comments on idle event streams."
     )

@@ -153,6 +153,22 @@ async def test_one_more_than_max_clients_gets_503_with_retry_after(make_client: 
     await subscribers_settle(client)
 
 
+async def test_a_client_that_left_frees_its_slot_long_before_the_next_ping(
+    make_client: MakeClient,
+) -> None:
+    # Nothing is written to an idle stream for 300 s: only noticing the closed connection
+    # itself can free the one slot in time.
+    client = await make_client(sse_ping_seconds=300, sse_max_clients=1)
+    first, reader = await open_stream(client)
+    assert await reader.read_line() == "retry: 2000"
+    first.close()
+    await subscribers_settle(client)
+    second, reader = await open_stream(client)
+    assert await reader.read_line() == "retry: 2000"
+    second.close()
+    await subscribers_settle(client)
+
+
 # --- live, replay, end, 204 ------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ offered — no sockets, no HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import closing
@@ -10,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from service.events import POLL_BATCH, Event, EventHub, TooManySubscribers
+from service.events import POLL_BATCH, Batch, Event, EventHub, TooManySubscribers
 from service.metrics import Metrics
-from service.store import Database, add_detail, create_job_log, set_status, to_db
+from service.store import ChangeWatch, Database, add_detail, create_job_log, set_status, to_db
 from service.wire import JobLog, Status
 from tests.support.clock import FakeClock
 from tests.support.wait import wait_for_async
@@ -27,6 +28,9 @@ class Recorder:
         self.refuse = False
         self.fail = False
         self.ended = False
+        self.gone = False
+        self.batches: list[Batch] = []
+        self.ticks = 0
 
     def offer(self, event: Event) -> bool:
         if self.fail:
@@ -35,6 +39,14 @@ class Recorder:
             return False
         self.events.append(event)
         return True
+
+    def offer_batch(self, batch: Batch) -> bool:
+        self.batches.append(batch)
+        return all(self.offer(event) for event in batch.events)
+
+    def tick(self, now: float) -> bool:
+        self.ticks += 1
+        return not self.gone
 
     def end(self) -> None:
         self.ended = True
@@ -54,9 +66,20 @@ def metrics() -> Metrics:
     return Metrics()
 
 
-@pytest.fixture
-async def hub(db: Database, metrics: Metrics) -> AsyncIterator[EventHub]:
-    events = EventHub(db, poll_seconds=0.05, buffer=10, max_subscribers=3, metrics=metrics)
+@pytest.fixture(params=[0.0, 0.01], ids=["poll", "change-check"])
+async def hub(
+    db: Database, metrics: Metrics, request: pytest.FixtureRequest
+) -> AsyncIterator[EventHub]:
+    """A hub that polls (the change check off), or reads only when the check finds a commit."""
+    check: float = request.param
+    events = EventHub(
+        db,
+        poll_seconds=0.05 if not check else 1.0,
+        buffer=10,
+        max_subscribers=3,
+        metrics=metrics,
+        check_seconds=check,
+    )
     await events.start()
     yield events
     await events.close()
@@ -234,3 +257,85 @@ async def test_a_burst_bigger_than_a_poll_arrives_whole_before_the_log_ends(
     )
     assert [e.detail.message for e in recorder.events if e.detail] == lines
     assert recorder.events[-1].job_log is not None
+
+
+async def test_details_read_together_are_offered_as_one_batch_per_log(
+    hub: EventHub, db: Database, database_path: Path
+) -> None:
+    everything = Recorder()
+    hub.subscribe(everything)
+    first, second = await create_job_log(db), await create_job_log(db)
+    one = Recorder(job_log_id=second.id)
+    hub.subscribe(one)
+    stamp = to_db(db.clock())
+    with closing(sqlite3.connect(database_path)) as other:
+        other.executemany(
+            "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+            "VALUES (?, ?, ?, ?)",
+            [
+                (log_id, f"line {n}", stamp, stamp)
+                for n, log_id in enumerate([first.id, second.id] * 2)
+            ],
+        )
+        other.commit()
+    await settle(lambda: len([e for e in everything.events if e.detail]) == 4, "four lines")
+    await settle(lambda: len([e for e in one.events if e.detail]) == 2, "the second log's lines")
+    # Within half a subscriber's buffer (5 here), a read is one batch.
+    assert [len(batch.events) for batch in everything.batches] == [4]
+    assert [len(batch.events) for batch in one.batches] == [2]
+    assert {e.job_log_id for e in one.events} == {second.id}
+    lines = [e for e in everything.events if e.detail and e.job_log_id == second.id]
+    assert [e for e in one.events if e.detail] == lines
+
+
+async def test_the_shared_tick_forgets_a_subscriber_that_is_gone(hub: EventHub) -> None:
+    staying, leaving = subscribed(hub, 2)
+    await settle(lambda: staying.ticks > 0 and leaving.ticks > 0, "a tick")
+    leaving.gone = True
+    await settle(lambda: hub.subscriber_count == 1, "the gone subscriber forgotten")
+    ticks = leaving.ticks
+    await settle(lambda: staying.ticks > ticks + 1, "more ticks")
+    assert leaving.ticks == ticks, "a forgotten subscriber gets no more ticks"
+    assert not leaving.ended
+
+
+async def test_with_the_change_check_an_idle_hub_reads_only_after_a_commit(
+    db: Database, database_path: Path, metrics: Metrics
+) -> None:
+    hub = EventHub(
+        db, poll_seconds=0.05, buffer=10, max_subscribers=3, metrics=metrics, check_seconds=0.01
+    )
+    await hub.start()
+    try:
+        [recorder] = subscribed(hub, 1)
+        log = await create_job_log(db)
+        await settle(lambda: any(e.job_log for e in recorder.events), "the new log")
+        reads = hub.reads
+        await asyncio.sleep(0.3)  # thirty change checks
+        assert hub.reads == reads, "no read without a commit"
+        write_elsewhere(database_path, log.id, ["from elsewhere"], to_db(db.clock()))
+        await settle(lambda: any(e.detail for e in recorder.events), "the other writer's line")
+        assert hub.reads == reads + 1
+    finally:
+        await hub.close()
+
+
+def test_the_change_watch_sees_every_other_connection_s_commit(tmp_path: Path) -> None:
+    database_path = tmp_path / "watched.sqlite3"
+    with closing(sqlite3.connect(database_path)) as other:
+        other.execute("PRAGMA journal_mode=WAL")
+        other.execute("CREATE TABLE t (x)")
+        other.commit()
+        watch = ChangeWatch(database_path)
+        try:
+            assert watch.changed(), "the first look"
+            assert not watch.changed()
+            other.execute("INSERT INTO t VALUES (1)")
+            assert not watch.changed(), "not committed yet"
+            other.commit()
+            assert watch.changed()
+            assert not watch.changed()
+            other.execute("SELECT count(*) FROM t").fetchall()
+            assert not watch.changed(), "a read is no change"
+        finally:
+            watch.close()

@@ -6,9 +6,14 @@ from the database, then drops live details it already sent — no gap, no duplic
 
 Each stream is a subscriber of the hub (:class:`service.events.Subscriber`). While it is caught
 up — nothing waiting, its task idle — the hub's offer writes a detail's pre-encoded chunk
-straight to the transport, without waking the task; anything else waits in the stream's own
-bounded backlog, which its task writes with the stall limit. A backlog over SSE_BUFFER_EVENTS
-cuts the stream off (the offer says no, the connection is aborted).
+(or several details read together, as one chunk) straight to the transport, without waking the
+task; anything else waits in the stream's own bounded backlog, which its task writes with the
+stall limit. A backlog over SSE_BUFFER_EVENTS cuts the stream off (the offer says no, the
+connection is aborted).
+
+An idle stream has no timer of its own: the hub's shared tick (:meth:`EventStream.tick`) finds
+a client that went away (the stream is released at once), sends pings, checks that the client
+still takes what it is sent and ends the stream with the caller's session.
 """
 
 from __future__ import annotations
@@ -23,9 +28,10 @@ from collections import deque
 from datetime import datetime
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from service import appkeys
-from service.events import Event, TooManySubscribers
+from service.events import Batch, Event, EventHub, TooManySubscribers
 from service.http import sse
 from service.http.auth import CALLER
 from service.http.params import EventParams, parse
@@ -48,10 +54,52 @@ class _Gone(Exception):
 
 
 async def events(request: web.Request) -> web.StreamResponse:
-    """Every log's events, or one log's (``?job_log=<ref>``), resumable after an event id."""
+    """Every log's events, or one log's (``?job_log=<ref>``), resumable after an event id.
+
+    Returns the stream's response unprepared: aiohttp prepares it once this handler and the
+    middlewares have returned, and the stream runs from there (:class:`_LiveResponse`).
+    """
+    subscribed = await _subscribe(request)
+    if isinstance(subscribed, web.StreamResponse):
+        return subscribed
+    return subscribed.response
+
+
+class _LiveResponse(web.StreamResponse):
+    """An event stream's response. aiohttp prepares a handler's response after the handler
+    and every middleware have returned (as it does a ``FileResponse``, which sends its file
+    from ``prepare``): the stream runs inside :meth:`prepare`, so each of thousands of idle
+    streams holds no handler or middleware frames while it waits, only this one."""
+
+    def __init__(self, stream: EventStream) -> None:
+        super().__init__(headers=sse.HEADERS)
+        self._stream: EventStream | None = stream
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        """Send the headers, then serve the stream to its end; it is always unsubscribed."""
+        stream, self._stream = self._stream, None
+        if stream is None:
+            return await super().prepare(request)
+        try:
+            writer = await super().prepare(request)
+            # Two steps, so the catch-up's frame is gone while the stream waits.
+            if await stream.begin():
+                await stream.live()
+        finally:
+            stream.release()
+        return writer
+
+
+# What a stream's catch-up needs: the database, the followed log, the client's last event id,
+# the logs open when it subscribed.
+_Start = tuple[Database, JobLog | None, int | None, dict[int, JobLog]]
+
+
+async def _subscribe(request: web.Request) -> web.StreamResponse | EventStream:
+    """The stream, subscribed to the hub, holding what its catch-up needs; or the answer
+    (204) when the client has everything already."""
     app = request.app
     db = app[appkeys.DATABASE]
-    hub = app[appkeys.HUB]
     settings = app[appkeys.SETTINGS]
     values = dict(request.query)
     if "Last-Event-ID" in request.headers:
@@ -66,26 +114,23 @@ async def events(request: web.Request) -> web.StreamResponse:
         job_log_id=followed.id if followed else None,
         buffer=settings.sse_buffer_events,
         stall=settings.sse_stall_seconds,
+        ping=settings.sse_ping_seconds,
         metrics=app[appkeys.METRICS],
     )
+    expires_at = request[CALLER].expires_at
+    if expires_at is not None:
+        # A browser session's stream ends with the session: its reconnect is then refused.
+        stream.ends_at = time.monotonic() + (expires_at - app[appkeys.CLOCK]()).total_seconds()
+    hub = app[appkeys.HUB]
     try:
         open_logs = hub.subscribe(stream)
     except TooManySubscribers:
         raise web.HTTPServiceUnavailable(
             reason="too many event streams are open", headers={"Retry-After": "5"}
         ) from None
-    expires_at = request[CALLER].expires_at
-    if expires_at is not None:
-        # A browser session's stream ends with the session: its reconnect is then refused.
-        stream.ends_at = time.monotonic() + (expires_at - app[appkeys.CLOCK]()).total_seconds()
-    try:
-        await stream.open()
-        await stream.run(db, followed, last_id, open_logs, settings.sse_ping_seconds)
-    except _Gone:
-        stream.abort()
-    finally:
-        hub.unsubscribe(stream)
-    return stream.response
+    stream.start = (db, followed, last_id, open_logs)
+    stream.hub = hub
+    return stream
 
 
 async def _has_everything(db: Database, followed: JobLog | None, last_id: int | None) -> bool:
@@ -104,6 +149,8 @@ class _Progress:
     waits here. A stream whose data has waited without any progress for the stall limit is
     cut off — long before the writes themselves would block behind megabytes of buffers.
     """
+
+    __slots__ = ("_fd", "_since", "_taken", "_transport", "written")
 
     def __init__(self, transport: asyncio.BaseTransport | None) -> None:
         self._transport = transport if isinstance(transport, asyncio.WriteTransport) else None
@@ -124,11 +171,10 @@ class _Progress:
                 self._fd = None
         return waiting
 
-    def stalled_for(self) -> float:
+    def stalled_for(self, now: float) -> float:
         """Seconds the client has had data waiting without taking any of it."""
         waiting = self.waiting()
         taken = self.written - waiting
-        now = time.monotonic()
         if waiting <= 0 or taken > self._taken:
             self._taken, self._since = taken, now
             return 0.0
@@ -139,6 +185,34 @@ class EventStream:
     """One client's stream: a subscriber of the hub that remembers what it has sent, so
     nothing goes out twice or stale."""
 
+    # Thousands are held at once: no __dict__ each.
+    __slots__ = (
+        "_backlog",
+        "_buffer",
+        "_caught_up",
+        "_check_every",
+        "_chunked",
+        "_ending",
+        "_gone",
+        "_last_detail",
+        "_log_state",
+        "_metrics",
+        "_next_check",
+        "_next_ping",
+        "_overflowed",
+        "_ping",
+        "_ping_due",
+        "_progress",
+        "_stall",
+        "_waiter",
+        "ends_at",
+        "hub",
+        "job_log_id",
+        "request",
+        "response",
+        "start",
+    )
+
     def __init__(
         self,
         request: web.Request,
@@ -146,29 +220,40 @@ class EventStream:
         job_log_id: int | None,
         buffer: int,
         stall: float,
+        ping: float,
         metrics: Metrics,
     ) -> None:
         self.request = request
         self.job_log_id = job_log_id
-        self.response = web.StreamResponse(headers=sse.HEADERS)
+        self.response = _LiveResponse(self)
+        # Set once subscribed: whom to leave at the end, what to catch up with first.
+        self.hub: EventHub | None = None
+        self.start: _Start | None = None
         # When the stream ends by itself (the caller's session expires), on the monotonic clock.
         self.ends_at: float | None = None
         self._metrics = metrics
         self._buffer = buffer
         self._stall = stall
+        self._ping = ping
         self._progress = _Progress(request.transport)
         # How often to look whether the client still takes what it is sent.
         self._check_every = max(stall / 4, 0.05)
-        self._next_check = 0.0
+        now = time.monotonic()
+        self._next_check = now + self._check_every
+        self._next_ping = now + ping
         self._chunked = False
         self._last_detail = 0
-        self._log_state: dict[int, tuple[datetime, Status]] = {}
-        self._backlog: deque[Event] = deque()
+        self._log_state: dict[int, tuple[datetime, Status]] | None = None
+        # Made on the first event that has to wait: most streams never need one.
+        self._backlog: deque[Event] | None = None
         self._waiter: asyncio.Future[None] | None = None
         # True while the task waits with nothing in the backlog: the hub may then write.
         self._caught_up = False
         self._ending = False
         self._overflowed = False
+        # The client went away or stopped taking data (found by the tick): the task ends.
+        self._gone = False
+        self._ping_due = False
 
     # --- what the hub calls --------------------------------------------------------------
 
@@ -179,16 +264,41 @@ class EventStream:
             return False
         if self._caught_up and self._write_now(event):
             return True
-        if len(self._backlog) >= self._buffer:
-            self._overflowed = True
-            logger.info("a subscriber fell %d events behind; cutting it off", self._buffer)
-            self.abort()
+        return self._keep(event)
+
+    def offer_batch(self, batch: Batch) -> bool:
+        """Several details: written as one chunk when caught up and they fit, else one by
+        one as :meth:`offer`."""
+        if self._overflowed:
+            return False
+        if self._caught_up and self._write_batch_now(batch):
+            return True
+        return all(self.offer(event) for event in batch.events)
+
+    def tick(self, now: float) -> bool:
+        """The hub's shared clock: False (and the task told to end) when the client has gone
+        or stopped taking data; else ping, or end with the session, when due."""
+        transport = self.request.transport
+        if transport is None or transport.is_closing():
+            self._gone = True
             self._wake()
             return False
-        # Once an event waits, every later one waits behind it.
-        self._caught_up = False
-        self._backlog.append(event)
-        self._wake()
+        if now >= self._next_check:
+            self._next_check = now + self._check_every
+            if self._progress.stalled_for(now) >= self._stall:
+                logger.info("an event stream took nothing for %s s; cutting it off", self._stall)
+                self._metrics.dropped.inc()
+                self._gone = True
+                self.abort()
+                self._wake()
+                return False
+        if self.ends_at is not None and now >= self.ends_at:
+            self.end()
+        elif now >= self._next_ping:
+            self._next_ping = now + self._ping
+            if not (self._caught_up and self._write_direct(sse.PING, sse.PING_CHUNK)):
+                self._ping_due = True
+                self._wake()
         return True
 
     def end(self) -> None:
@@ -196,27 +306,97 @@ class EventStream:
         self._ending = True
         self._wake()
 
+    def _keep(self, event: Event) -> bool:
+        """Queue ``event`` for the task; False (cut off) when the backlog is full."""
+        backlog = self._backlog
+        if backlog is None:
+            backlog = self._backlog = deque()
+        if len(backlog) >= self._buffer:
+            self._overflowed = True
+            logger.info("a subscriber fell %d events behind; cutting it off", self._buffer)
+            self.abort()
+            self._wake()
+            return False
+        # Once an event waits, every later one waits behind it.
+        self._caught_up = False
+        backlog.append(event)
+        self._wake()
+        return True
+
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
 
     # --- the stream's own task -----------------------------------------------------------
 
-    async def open(self) -> None:
-        """Send the headers and the reconnection delay."""
-        await self.response.prepare(self.request)
-        self._chunked = self.response.headers.get("Transfer-Encoding") == "chunked"
-        await self._write(sse.retry(RETRY_MS))
+    async def begin(self) -> bool:
+        """Once the headers are sent: the reconnection delay and the catch-up; True when
+        the stream goes on :meth:`live`."""
+        start, self.start = self.start, None
+        assert start is not None
+        try:
+            self._chunked = self.response.headers.get("Transfer-Encoding") == "chunked"
+            await self._write(sse.retry(RETRY_MS))
+            return await self.catch_up(*start)
+        except _Gone:
+            self.abort()
+        except Exception:
+            # The headers are out: no error response can follow; the client reconnects.
+            logger.exception("an event stream failed; closing it")
+            self.abort()
+        return False
 
-    async def run(
+    async def live(self) -> None:
+        """Follow live until the end, a shutdown or a cut-off (one frame while it waits)."""
+        try:
+            loop = asyncio.get_running_loop()
+            while True:
+                backlog = self._backlog
+                while backlog:
+                    event = backlog.popleft()
+                    await self._send(event)
+                    self._check_progress()
+                    log = event.job_log
+                    if self.job_log_id is not None and log is not None and log.status.finished:
+                        await self._write(sse.end(log), events=1)
+                        return
+                if self._overflowed or self._gone:
+                    raise _Gone
+                if self._ending:
+                    return
+                if self._ping_due:
+                    self._ping_due = False
+                    await self._write(sse.PING)
+                    continue
+                # Caught up: let the hub write the next details itself, without waking this task;
+                # the hub's tick wakes it for a ping, a cut-off or the session's end.
+                self._caught_up = True
+                self._waiter = loop.create_future()
+                try:
+                    await self._waiter
+                finally:
+                    self._caught_up = False
+                    self._waiter = None
+        except _Gone:
+            self.abort()
+        except Exception:
+            logger.exception("an event stream failed; closing it")
+            self.abort()
+
+    def release(self) -> None:
+        """Leave the hub (idempotent)."""
+        if self.hub is not None:
+            self.hub.unsubscribe(self)
+
+    async def catch_up(
         self,
         db: Database,
         followed: JobLog | None,
         last_id: int | None,
         open_logs: dict[int, JobLog],
-        ping: float,
-    ) -> None:
-        """Announce, replay, then follow live until the end, a shutdown or a cut-off."""
+    ) -> bool:
+        """Announce and replay; True when the stream goes on live (:meth:`follow`), False
+        when it has ended (the followed log had finished)."""
         if followed is not None:
             # Read before the replay: once a log is seen finished, all its lines are committed.
             followed = await job_log(db, followed.id)
@@ -227,8 +407,8 @@ class EventStream:
             await self._send_log(log)
         if followed is not None and followed.status.finished:
             await self._write(sse.end(followed), events=1)
-            return
-        await self._follow(followed, ping)
+            return False
+        return True
 
     async def _announce(
         self,
@@ -266,42 +446,6 @@ class EventStream:
                 return
             after = page[-1].id
 
-    async def _follow(self, followed: JobLog | None, ping: float) -> None:
-        check = min(ping, self._check_every)
-        next_ping = time.monotonic() + ping
-        loop = asyncio.get_running_loop()
-        while True:
-            while self._backlog:
-                event = self._backlog.popleft()
-                await self._send(event)
-                self._check_progress()
-                log = event.job_log
-                if followed is not None and log is not None and log.status.finished:
-                    await self._write(sse.end(log), events=1)
-                    return
-            if self._overflowed:
-                raise _Gone
-            if self._ending:
-                return
-            # Caught up: let the hub write the next details itself, without waking this task.
-            self._caught_up = True
-            self._waiter = loop.create_future()
-            try:
-                async with asyncio.timeout(check):
-                    await self._waiter
-                continue
-            except TimeoutError:
-                pass
-            finally:
-                self._caught_up = False
-                self._waiter = None
-            if self.ends_at is not None and time.monotonic() >= self.ends_at:
-                return
-            self._check_progress()
-            if time.monotonic() >= next_ping:
-                next_ping = time.monotonic() + ping
-                await self._write(sse.PING)
-
     def _write_now(self, event: Event) -> bool:
         """Write a detail straight to the transport (the hub's offer while this stream is
         caught up); False leaves the event to the stream's task: a log change, a closing
@@ -312,8 +456,33 @@ class EventStream:
             return False
         if detail.id <= self._last_detail:
             return True
+        if not self._write_direct(sse.frame(event), sse.chunk(event) if self._chunked else b""):
+            return False
+        self._last_detail = detail.id
+        self._metrics.events_sent.inc()
+        return True
+
+    def _write_batch_now(self, batch: Batch) -> bool:
+        """Several details as one write (the hub's offer while caught up); False leaves them
+        to :meth:`offer`, one by one."""
+        events = batch.events
+        first = events[0].detail
+        last = events[-1].detail
+        # Replay may have sent some already: then one by one, skipping those.
+        if first is None or last is None or first.id <= self._last_detail:
+            return False
+        frames = sse.batch_frames(batch)
+        if not self._write_direct(frames, sse.batch_chunk(batch) if self._chunked else b""):
+            return False
+        self._last_detail = last.id
+        self._metrics.events_sent.inc(len(events))
+        return True
+
+    def _write_direct(self, frame: bytes, chunk: bytes) -> bool:
+        """Write ``frame`` (``chunk``, its HTTP/1.1 chunk, when the response is chunked) to
+        the transport now, unless it is closing or already holds DIRECT_LIMIT bytes."""
         transport = self.request.transport
-        data = sse.chunk(event) if self._chunked else sse.frame(event)
+        data = chunk if self._chunked else frame
         if (
             transport is None
             or transport.is_closing()
@@ -321,9 +490,7 @@ class EventStream:
         ):
             return False
         transport.write(data)
-        self._last_detail = detail.id
         self._progress.written += len(data)
-        self._metrics.events_sent.inc()
         return True
 
     async def _send(self, event: Event) -> None:
@@ -338,6 +505,8 @@ class EventStream:
     async def _send_log(self, log: JobLog, event: Event | None = None) -> None:
         """A log's state, unless the client has it already or has a newer one."""
         state = (log.updated_at, log.status)
+        if self._log_state is None:
+            self._log_state = {}
         known = self._log_state.get(log.id)
         if known is not None and (known == state or known[0] > log.updated_at):
             return
@@ -349,7 +518,7 @@ class EventStream:
         if now < self._next_check:
             return
         self._next_check = now + self._check_every
-        if self._progress.stalled_for() >= self._stall:
+        if self._progress.stalled_for(now) >= self._stall:
             logger.info("an event stream took nothing for %s s; cutting it off", self._stall)
             self._metrics.dropped.inc()
             raise _Gone

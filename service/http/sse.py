@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from service.events import Event
+from service.events import Batch, Event
 from service.wire import JobLog
 
 HEADERS = {
@@ -18,6 +18,7 @@ HEADERS = {
     "X-Accel-Buffering": "no",
 }
 PING = b": ping\n\n"
+PING_CHUNK = b"%x\r\n%s\r\n" % (len(PING), PING)
 
 
 def retry(milliseconds: int) -> bytes:
@@ -45,6 +46,23 @@ def chunk(event: Event) -> bytes:
 def frames(events: Iterable[Event]) -> bytes:
     """Several events as one write."""
     return b"".join(frame(event) for event in events)
+
+
+def batch_frames(batch: Batch) -> bytes:
+    """A batch's frames joined, once for every subscriber it is offered to."""
+    encoded = batch.encoded.get("frames")
+    if encoded is None:
+        encoded = batch.encoded["frames"] = frames(batch.events)
+    return encoded
+
+
+def batch_chunk(batch: Batch) -> bytes:
+    """A batch's frames as one HTTP/1.1 chunk."""
+    encoded = batch.encoded.get("chunk")
+    if encoded is None:
+        data = batch_frames(batch)
+        encoded = batch.encoded["chunk"] = b"%x\r\n%s\r\n" % (len(data), data)
+    return encoded
 
 
 def end(log: JobLog) -> bytes:

@@ -5,6 +5,7 @@ the connections (:mod:`.database`), the reads (:mod:`.reads`) and writes (:mod:`
 job logs, the ``open_orders`` staging and swap, the purge's statements, the readiness write.
 """
 
+from .changes import ChangeWatch
 from .database import Database, DatabaseUnavailable
 from .errors import (
     IncompatibleSchema,
@@ -78,6 +79,7 @@ __all__ = [
     "OPEN_ORDERS",
     "OPEN_ORDERS_STAGING",
     "ChangeSummary",
+    "ChangeWatch",
     "Database",
     "DatabaseUnavailable",
     "DetailMark",

@@ -11,11 +11,13 @@ import sys
 import time
 import urllib.request
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from service.store import to_db
 from tests.support.api import ADMIN
 from tests.support.server import ServerProcess, service_env
 from tests.support.system import require_command
@@ -141,3 +143,76 @@ async def test_a_stop_with_1000_open_streams_takes_under_five_seconds(tmp_path: 
     assert code == 0, server.logs()
     assert seconds < 5
     assert len(ended) == 1000
+
+
+def subscribers_gauge(server: ServerProcess) -> int:
+    with urllib.request.urlopen(f"{server.url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    [line] = [line for line in text.splitlines() if line.startswith("joblog_sse_subscribers ")]
+    return int(float(line.split()[1]))
+
+
+async def test_1000_streams_whose_clients_left_are_released_at_once(tmp_path: Path) -> None:
+    # Pings every 60 s: a stream found gone only when a ping fails to go out would hold its
+    # slot far past the deadline below.
+    with ServerProcess(
+        tmp_path, SYNC_ON_START="false", SSE_PING_SECONDS="60", SSE_MAX_CLIENTS="1000"
+    ) as server:
+        server.wait_ready()
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            streams = await asyncio.gather(
+                *(session.get(f"{server.url}/api/events") for _ in range(1000))
+            )
+            for stream in streams:
+                assert stream.status == 200
+                assert (await stream.content.readline()) == b"retry: 2000\n"
+            assert await asyncio.to_thread(subscribers_gauge, server) == 1000
+            async with session.get(f"{server.url}/api/events") as refused:
+                assert refused.status == 503, "every slot is taken"
+            for stream in streams:
+                stream.close()
+            await asyncio.to_thread(
+                wait_for,
+                lambda: subscribers_gauge(server) == 0,
+                "every stream released",
+                within=10,
+                every=0.05,
+            )
+            async with session.get(f"{server.url}/api/events") as again:
+                assert again.status == 200, "the slots are free again"
+                assert (await again.content.readline()) == b"retry: 2000\n"
+        server.stop()
+
+
+async def test_a_line_another_process_commits_reaches_a_subscriber(tmp_path: Path) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    with ServerProcess(tmp_path, SYNC_ON_START="false") as server:
+        server.wait_ready()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{server.url}/api/events") as stream,
+        ):
+            assert (await stream.content.readline()) == b"retry: 2000\n"
+            stamp = to_db(datetime.now(UTC))
+            with closing(sqlite3.connect(database)) as other:
+                log_id = other.execute(
+                    "INSERT INTO job_logs (name, status, created_at, updated_at) "
+                    "VALUES ('elsewhere', 1, ?, ?) RETURNING id",
+                    (stamp, stamp),
+                ).fetchone()[0]
+                other.execute(
+                    "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+                    "VALUES (?, 'written by another process', ?, ?)",
+                    (log_id, stamp, stamp),
+                )
+                other.commit()
+            [detail_id] = detail_ids(database)
+            async with asyncio.timeout(10):
+                async for raw in stream.content:
+                    if raw.decode().rstrip("\n") == f"id: {detail_id}":
+                        break
+            data = (await stream.content.readline()).decode()
+            data += (await stream.content.readline()).decode()
+        server.stop()
+    assert "written by another process" in data
