@@ -412,37 +412,54 @@ def run(quick: bool) -> Section:
             "Each pair ran 3 times at 1,523 and 100,000 rows, 2 times at 1,000,000 rows "
             "(a million-row pair takes about a minute)."
         )
+    section.notes += DESIGN
     if not all(goal.met for goal in section.goals):
         section.notes += LIMITS
     return section
 
 
-# What the profile of the job showed, for the section when a goal is not met.
+# How the job stages, for the section whatever the figures.
+DESIGN = [
+    "**How the job stages.** The source's own thread fetches each batch and stages it at once "
+    "through a sqlite3 connection the run opens to the target file for itself (one short "
+    "`BEGIN IMMEDIATE … COMMIT` per batch, `synchronous=NORMAL`: the swap's fully synced "
+    "commit makes the staged frames durable), then goes straight on to the next batch, as the "
+    "floor's loop does: one thread, so no hand-over of the GIL between threads row by row, and "
+    "no thread hop on the fetch-and-stage path (before: about 7 round trips to SQLite's "
+    "thread per batch, and the fetch on another thread handing the GIL over row by row). The "
+    "event loop, told of each staged batch by one `call_soon_threadsafe`, writes its `Batch "
+    "n/N imported` line meanwhile through the Database writer; a batch waits (at most 0.5 s) "
+    "for a line's transaction to end before taking the write lock, instead of sleeping in "
+    "SQLite's busy handler. The swap, the shrink guard, the messages, cancellation (the "
+    "thread stops after the batch under way; a batch being staged ends, committed or rolled "
+    "back, before the run's connection closes) are as before.",
+]
+
+# What the measurements showed, for the section when a goal is not met.
 LIMITS = [
-    "**What limits the job.** The job fetches the next batch on the ODBC session's thread "
-    "while the current one is staged (one `executemany` per batch) and its line written on "
-    "SQLite's thread; without that overlap it took 1.1 to 1.8 times as long at 100,000 rows. "
-    "Timed by phase at 100,000 rows (SQLite source, loaded machine): the fetch, overlapped, "
-    "1.3 to 1.6 s; the staging inserts 1.3 to 1.9 s; the 200 `Batch n/N imported` lines 0.2 to "
-    "0.5 s (1 to 2.5 ms a line: BEGIN IMMEDIATE, INSERT … RETURNING, the search index's "
-    "trigger, COMMIT with its WAL sync) — against 1.7 to 2.3 s for the whole floor. The "
-    "staging inserts take about twice the floor's `executemany` time because both halves "
-    "run Python code under one GIL: pyodbc gives the GIL up and takes it back around every "
-    "SQLFetch and SQLGetData call (21 times per row of 20 columns) and sqlite3 around every "
-    "row's step, so the two threads hand the GIL over row by row instead of running side by "
-    "side; only the driver's, the server's and SQLite's own C work truly overlaps, and each "
-    "hand-over waits for a core (the machine ran at a load average of 5 to 6 on 2 cores "
-    "during these runs). With a plain thread and a queue (no asyncio, no logging) the same "
-    "overlap measured anywhere from 0.7 to 1.7 times the serial floor's speed, run to run.",
-    "**What would move it.** (1) Taking the per-row Python work off the GIL: a column-wise "
-    "ODBC fetch (e.g. arrow-odbc, one SQLFetch per 500 rows into buffers) feeding SQLite, or "
-    "the fetch in a process of its own; (2) fewer thread hops per batch (today about 7 "
-    "round trips to SQLite's thread: 3 for the staging transaction, 3 or 4 for its line) — "
-    "one call per staging batch on the writer's thread needs a `Database` API for it; writing "
-    "a batch and its line in one transaction would halve the commits. A staging insert "
-    "through `json_each` (one statement per batch, SQLite parsing without the GIL) was tried "
-    "and was slower. The ratios moved by up to ±0.2 between runs with the load; the goal of "
-    "≥ 1.0 needs (1).",
+    "**What limits the job.** Without its lines, the job's fetch-and-stage loop ran level with "
+    "the floor (100,000 rows, SQLite source, alternated: 1.32 to 1.37 s against 1.24 to 1.53 "
+    "s); the 200 `Batch n/N imported` lines add 0.1 to 0.4 s. Each line is a write "
+    "transaction of three round trips to the writer's thread (BEGIN IMMEDIATE, INSERT … "
+    "RETURNING with the search index's trigger, COMMIT with its WAL sync), and the event "
+    "loop's and the writer's threads take the GIL and a core from the fetching thread while "
+    "they run; on a shared 2-core machine the ratio moved by ±0.3 from run to run. Tried: the "
+    "fetch and the staging insert in one call per batch on the source's thread, queued by "
+    "the loop after each (0.93 median at 100,000 rows: a round trip to the loop between "
+    "batches); then the whole loop on the source's thread, the lines written alongside "
+    "(0.69 and 0.82 medians under a load average of 5: batches and lines met on the write "
+    "lock and slept in SQLite's busy handler); then the wait for a line's transaction above: "
+    "medians at 100,000 rows of 1.09 and 0.60 (SQLite source) and 0.89 and 0.82 (PostgreSQL) "
+    "in two runs under a load average of 4 to 6, and at 1,000,000 rows 1.45 (SQLite; the "
+    "floor's one transaction grows the WAL to the whole copy, the job's short ones let "
+    "checkpoints keep it small) and 0.68 (PostgreSQL). Without the wait, a batch's begin "
+    "slept 0.02 to 0.09 s in all at 100,000 rows; with it, the wait took 0.01 to 0.27 s.",
+    "**What would move it.** Taking the per-row Python work of one side off this process's "
+    "GIL: a column-wise ODBC fetch (one SQLFetch per 500 rows into buffers), or the fetch in "
+    "a process of its own sending plain values (pickling 100,000 rows took 0.53 s and "
+    "unpickling 0.33 s, against 1.3 s for the whole fetch and 0.7 s for the inserts: a second "
+    "process pays off only with a cheaper encoding such as marshal of text and numbers, and "
+    "a free core); and a line written in one round trip to the writer's thread.",
 ]
 
 

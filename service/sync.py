@@ -19,22 +19,24 @@ import asyncio
 import logging
 import math
 import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from service.runlog import DetailListener, RunLog
 from service.sources.base import Row, Source, SourceError, SourceSession
 from service.store import (
     Database,
+    StagingWriter,
     StoreError,
     change_summary,
     count_open_orders,
     create_staging,
     drop_staging,
-    insert_staging,
+    open_staging,
     swap_open_orders,
     until_written,
 )
@@ -68,15 +70,44 @@ class Refused(Exception):
     """The run stops on purpose (the shrink guard); the message is the whole reason."""
 
 
-def _fetch_ahead(session: SourceSession, size: int) -> asyncio.Future[list[Row]]:
-    """Start fetching the next ``size`` rows now; the result (or error) waits to be awaited."""
-    fetch = asyncio.ensure_future(session.fetch(size))
-    # Abandoned after an error elsewhere, its own error is not "never retrieved".
-    fetch.add_done_callback(_retrieve)
-    return fetch
+# The longest a batch waits for a line's transaction before trying the lock all the same.
+_LINE_WAIT_SECONDS = 0.5
 
 
-def _retrieve(future: asyncio.Future[list[Row]]) -> None:
+class _Stager:
+    """What the source's thread does with each batch it fetches: stage it, then tell the loop.
+
+    The loop is told through ``staged`` (each batch's row count, in order), and writes the
+    batch's line while the thread goes on with the next one.
+    """
+
+    def __init__(self, staging: StagingWriter, staged: asyncio.Queue[int | None]) -> None:
+        self._staging = staging
+        self._staged = staged
+        self._loop = asyncio.get_running_loop()
+        # Set by the loop when the run stops early: the thread stages nothing more.
+        self.stop = threading.Event()
+        # A batch the database was too busy to take; the loop waits for it, then stages it.
+        self.unstaged: list[Row] | None = None
+        # Clear while the loop writes a line. The line's transaction holds the file's write
+        # lock across several hops to the writer's thread; a staging BEGIN meanwhile would
+        # sleep in SQLite's busy handler (1, 2, 5, 10 ms…) rather than go on the moment the
+        # line is committed. Bounded: a line waiting for another process is not waited for.
+        self.no_line = threading.Event()
+        self.no_line.set()
+
+    def __call__(self, rows: list[Row]) -> bool:
+        if not rows or self.stop.is_set():
+            return False
+        self.no_line.wait(_LINE_WAIT_SECONDS)
+        if not self._staging.try_append(rows):
+            self.unstaged = rows
+            return False
+        self._loop.call_soon_threadsafe(self._staged.put_nowait, len(rows))
+        return True
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
 
@@ -167,32 +198,51 @@ class SyncJob:
     ) -> int:
         """Stage the rows batch by batch, saying ``Batch n/N imported`` after each.
 
-        The next batch is fetched (on the session's own thread) while the current one is
-        staged and its line written (on SQLite's): the two overlap instead of taking turns.
-        A fetch's error is raised when its batch's turn comes, so the lines keep their order.
+        The source's own thread fetches each batch and stages it through the run's own
+        connection to the target, then goes straight on to the next, as the plain
+        fetch-and-insert loop does: no hand-over of the GIL between threads row by row, and no
+        wait for the event loop between batches. The loop writes each staged batch's line
+        meanwhile, in order, through the Database writer. A fetch's error is raised once the
+        lines of the batches staged before it are written, so the lines keep their order.
         """
         size = self._options.batch_size
         await run.say(f"Importing records in batches of {size:,}...")
         planned = math.ceil(expected / size) if expected is not None else None
         fetched = batch = 0
-        ahead = _fetch_ahead(session, size)
-        try:
-            while True:
-                self._stage = "Fetch"
-                rows = await ahead
-                if not rows:
-                    break
-                ahead = _fetch_ahead(session, size)
-                self._stage = "Import"
-                await self._write(insert_staging, self._target, width, rows)
-                batch += 1
-                fetched += len(rows)
-                self.rows = fetched
-                await run.say(batch_line(batch, planned, len(rows)))
-        finally:
-            # Stopped early (an error, a cancel): the fetch under way is left to the session,
-            # which cancels a call blocked in the driver and closes the statement after it.
-            ahead.cancel()
+        async with open_staging(self._target, width) as staging:
+            staged: asyncio.Queue[int | None] = asyncio.Queue()
+            stager = _Stager(staging, staged)
+            try:
+                while True:
+                    fetching = asyncio.ensure_future(session.fetch_each(size, stager))
+                    fetching.add_done_callback(_retrieve)
+                    fetching.add_done_callback(lambda _: staged.put_nowait(None))
+                    while (rows := await staged.get()) is not None:
+                        batch += 1
+                        fetched += rows
+                        self.rows = fetched
+                        stager.no_line.clear()
+                        try:
+                            await run.say(batch_line(batch, planned, rows))
+                        finally:
+                            stager.no_line.set()
+                    try:
+                        await fetching
+                    except SourceError:
+                        self._stage = "Fetch"
+                        raise
+                    if stager.unstaged is None:
+                        break
+                    # Another process holds the database: wait for it, then carry on.
+                    await self._write(asyncio.to_thread, staging.append, stager.unstaged)
+                    staged.put_nowait(len(stager.unstaged))
+                    stager.unstaged = None
+            finally:
+                # Stopped early (an error, a cancel): the thread stops after the batch under
+                # way (the session cancels a fetch blocked in the driver), and a batch being
+                # staged ends, committed or rolled back, before the staging connection closes.
+                stager.stop.set()
+                stager.no_line.set()
         return fetched
 
     async def _check_and_summarise(self, fetched: int, force: bool) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -45,8 +45,12 @@ class SourceSession(Protocol):
     async def execute(self) -> list[Column]:
         """Run the query; the columns of its result."""
 
-    async def fetch(self, size: int) -> list[Row]:
-        """Up to ``size`` more rows; an empty list at the end."""
+    async def fetch_each(self, size: int, each: Callable[[list[Row]], bool]) -> None:
+        """Fetch the rows in batches of up to ``size``, calling ``each(batch)`` on the thread
+        that fetched it, before fetching the next: what is done with a batch is done there,
+        as the plain fetch-and-insert loop does it, with no hand-over to another thread.
+        Stops after the last batch (``each`` then gets an empty list) or when ``each`` returns
+        False."""
 
 
 class Source(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, closing
 from datetime import date, timedelta
 from pathlib import Path
@@ -201,10 +201,14 @@ class DemoSession:
             raise SourceError(f"demo source: {exc}") from None
         return [Column(name, kind) for name, kind in _COLUMNS]
 
-    async def fetch(self, size: int) -> list[Row]:
-        """The next ``size`` rows; from the second batch on, after the demo's pause."""
+    async def fetch_each(self, size: int, each: Callable[[list[Row]], bool]) -> None:
+        """Batches of ``size`` rows, each after the demo's pause (from the second on), handed
+        to ``each`` on a worker thread, as it does blocking work."""
         assert self._cursor is not None, "execute() first"
-        if self._started and self._delay:
-            await asyncio.sleep(self._delay)
-        self._started = True
-        return list(await self._cursor.fetchmany(size))
+        while True:
+            if self._started and self._delay:
+                await asyncio.sleep(self._delay)
+            self._started = True
+            rows: list[Row] = list(await self._cursor.fetchmany(size))
+            if not await asyncio.to_thread(each, rows) or not rows:
+                return

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +106,7 @@ class OdbcSource:
         except BaseException:
             executor.shutdown()
             raise
-        session = OdbcSession(self, conn)
+        session = OdbcSession(self, conn, executor)
         try:
             yield session
         except asyncio.CancelledError:
@@ -178,9 +178,12 @@ def _resolve(future: asyncio.Future[None]) -> None:
 class OdbcSession:
     """One connection's count, execute and fetch."""
 
-    def __init__(self, source: OdbcSource, conn: aioodbc.Connection) -> None:
+    def __init__(
+        self, source: OdbcSource, conn: aioodbc.Connection, executor: DaemonThreadExecutor
+    ) -> None:
         self._source = source
         self._conn = conn
+        self._executor = executor
         self._cursor: aioodbc.Cursor | None = None
         self._active: Any = None
 
@@ -215,18 +218,28 @@ class OdbcSession:
         description = self._cursor.description or ()
         return [Column(str(item[0]), sqlite_type_for(item[1])) for item in description]
 
-    async def fetch(self, size: int) -> list[Row]:
-        """``fetchmany(size)`` — always with an explicit size."""
+    async def fetch_each(self, size: int, each: Callable[[list[Row]], bool]) -> None:
+        """``fetchmany(size)`` — always with an explicit size — and ``each`` of its rows, batch
+        after batch in one call on the session's thread."""
         import pyodbc
 
         assert self._cursor is not None, "execute() first"
-        try:
-            rows: list[Row] = await self._cursor.fetchmany(size)
-        except (pyodbc.Error, UnicodeError) as exc:
-            # pyodbc decodes text strictly (no way to ask for replacement characters without
-            # guessing each driver's byte encoding): text it cannot decode ends the run.
-            raise SourceError(self._source.describe(exc)) from None
-        return rows
+        raw = self._cursor._impl
+        describe = self._source.describe
+
+        def fetch_all() -> None:
+            while True:
+                try:
+                    rows: list[Row] = raw.fetchmany(size)
+                except (pyodbc.Error, UnicodeError) as exc:
+                    # pyodbc decodes text strictly (no way to ask for replacement characters
+                    # without guessing each driver's byte encoding): text it cannot decode
+                    # ends the run.
+                    raise SourceError(describe(exc)) from None
+                if not each(rows) or not rows:
+                    return
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, fetch_all)
 
     async def close(self) -> None:
         """Close the query's cursor, if it is still open; a failure is only logged (the

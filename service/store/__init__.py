@@ -27,7 +27,6 @@ from .open_orders import (
     count_open_orders,
     create_staging,
     drop_staging,
-    insert_staging,
     swap_open_orders,
 )
 from .purge import (
@@ -60,6 +59,7 @@ from .reads import (
     previous_finished_status,
 )
 from .retry import until_written
+from .staging import StagingClosed, StagingWriter, open_staging
 from .timestamps import from_db, to_db
 from .writes import (
     MAX_MESSAGE_LENGTH,
@@ -93,6 +93,8 @@ __all__ = [
     "MonthCount",
     "NotFound",
     "Purgeable",
+    "StagingClosed",
+    "StagingWriter",
     "StoreError",
     "Unready",
     "add_detail",
@@ -113,7 +115,6 @@ __all__ = [
     "fit_message",
     "from_db",
     "high_water_marks",
-    "insert_staging",
     "is_busy",
     "is_full",
     "iter_details",
@@ -127,6 +128,7 @@ __all__ = [
     "logs_with_details_after",
     "name_for",
     "open_job_logs",
+    "open_staging",
     "previous_finished_status",
     "purgeable_after",
     "purgeable_by_month",

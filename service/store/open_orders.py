@@ -1,9 +1,10 @@
 """Every SQL statement on open_orders: the staging table, its batches, and the atomic swap.
 
-Rows are staged in ``open_orders_staging`` one short transaction per batch, so job-log appends
-never wait behind the load. The swap is one short ``BEGIN IMMEDIATE`` transaction: drop the old
-table, rename staging into its place, and recreate the views, triggers and indexes that belong
-to ``open_orders`` — a reader sees the complete old set or the complete new set, never less.
+The staging table is created and dropped here; its batches are written by the run's own
+connection (:mod:`.staging`), one short transaction each, so job-log appends never wait behind
+the load. The swap is one short ``BEGIN IMMEDIATE`` transaction: drop the old table, rename
+staging into its place, and recreate the views, triggers and indexes that belong to
+``open_orders`` — a reader sees the complete old set or the complete new set, never less.
 """
 
 from __future__ import annotations
@@ -88,21 +89,6 @@ async def create_staging(db: Database, columns: Sequence[Column]) -> None:
     async with db.transaction() as conn:
         await conn.execute_fetchall(f"DROP TABLE IF EXISTS {OPEN_ORDERS_STAGING}")
         await conn.execute_fetchall(f"CREATE TABLE {OPEN_ORDERS_STAGING} ({definition})")
-
-
-async def insert_staging(db: Database, width: int, rows: Sequence[Sequence[object]]) -> None:
-    """Append one batch to the staging table, in its own short transaction.
-
-    A value SQLite cannot hold (text with a lone surrogate, an integer beyond 64 bits) does not
-    fail the run: the batch is stored again with each such value replaced visibly.
-    """
-    sql = f"INSERT INTO {OPEN_ORDERS_STAGING} VALUES ({', '.join('?' * width)})"
-    try:
-        async with db.transaction() as conn:
-            await conn.executemany(sql, rows)
-    except (UnicodeEncodeError, OverflowError):
-        async with db.transaction() as conn:
-            await conn.executemany(sql, [[storable(value) for value in row] for row in rows])
 
 
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")

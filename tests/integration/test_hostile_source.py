@@ -32,8 +32,8 @@ from service.store import (
     OPEN_ORDERS_STAGING,
     Database,
     create_staging,
-    insert_staging,
     job_log_with_details,
+    open_staging,
 )
 from service.wire import Status
 from tests.support.api import ADMIN, Client, MakeClient
@@ -247,7 +247,9 @@ async def test_values_sqlite_cannot_hold_are_replaced_visibly(db: Database) -> N
     text, which an INTEGER column turns into the nearest REAL, as SQLite does such literals."""
     columns = [Column("text", "TEXT"), Column("big", "TEXT"), Column("number", "INTEGER")]
     await create_staging(db, columns)
-    await insert_staging(db, 3, [("lone \ud800 surrogate", 2**70, 2**70), ("fine", 7, 7)])
+    async with open_staging(db, 3) as staging:
+        batch = [("lone \ud800 surrogate", 2**70, 2**70), ("fine", 7, 7)]
+        await asyncio.to_thread(staging.append, batch)
     async with db.snapshot() as conn:
         rows = [
             tuple(r) for r in await conn.execute_fetchall(f"SELECT * FROM {OPEN_ORDERS_STAGING}")
