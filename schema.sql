@@ -3,8 +3,9 @@
 -- trigram index of detail messages (both kept by triggers, so every writer — this service,
 -- `run-once`, the Rails app, the purge — keeps them right). Applied at every start; every
 -- statement is idempotent, so a database created by the Rails migrations is adopted: the
--- tables and indexes it has are left as they are, and database.py fills the counts and the
--- trigram index once, in the same transaction that creates them.
+-- tables and indexes it has are left as they are; store/schema.py fills the counts in the
+-- transaction that creates them, and the trigram index afterwards, in small batches in the
+-- background, so that no other writer ever waits long for the lock.
 --
 -- Conventions shared with the Rails app:
 --   status      integer enum: pending=0, processing=1, error=2, success=3
@@ -74,14 +75,29 @@ CREATE VIRTUAL TABLE IF NOT EXISTS job_log_details_search USING fts5(
   detail = 'none'
 );
 
+-- The trigram index of a database adopted with lines in it is built in batches, from the
+-- oldest line up (store/schema.py). While it is, this one row says how far: lines with
+-- done < id <= upto are not in the index yet; every other line is. The batches index the
+-- pending lines and move `done` up in the same transaction; the triggers keep every other
+-- line indexed, and leave the pending ones to the batches: adding a pending line twice would
+-- list it twice, and an FTS5 'delete' of a line that was never added corrupts the index.
+-- No row: the index is complete.
+CREATE TABLE IF NOT EXISTS search_index_build (
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  done INTEGER NOT NULL,
+  upto INTEGER NOT NULL
+);
+
 CREATE TRIGGER IF NOT EXISTS job_log_details_search_after_insert
 AFTER INSERT ON job_log_details
+WHEN NOT EXISTS (SELECT 1 FROM search_index_build WHERE NEW.id > done AND NEW.id <= upto)
 BEGIN
   INSERT INTO job_log_details_search (rowid, message) VALUES (NEW.id, NEW.message);
 END;
 
 CREATE TRIGGER IF NOT EXISTS job_log_details_search_after_delete
 AFTER DELETE ON job_log_details
+WHEN NOT EXISTS (SELECT 1 FROM search_index_build WHERE OLD.id > done AND OLD.id <= upto)
 BEGIN
   INSERT INTO job_log_details_search (job_log_details_search, rowid, message)
     VALUES ('delete', OLD.id, OLD.message);
@@ -91,8 +107,11 @@ CREATE TRIGGER IF NOT EXISTS job_log_details_search_after_update
 AFTER UPDATE OF id, message ON job_log_details
 BEGIN
   INSERT INTO job_log_details_search (job_log_details_search, rowid, message)
-    VALUES ('delete', OLD.id, OLD.message);
-  INSERT INTO job_log_details_search (rowid, message) VALUES (NEW.id, NEW.message);
+    SELECT 'delete', OLD.id, OLD.message
+    WHERE NOT EXISTS (SELECT 1 FROM search_index_build WHERE OLD.id > done AND OLD.id <= upto);
+  INSERT INTO job_log_details_search (rowid, message)
+    SELECT NEW.id, NEW.message
+    WHERE NOT EXISTS (SELECT 1 FROM search_index_build WHERE NEW.id > done AND NEW.id <= upto);
 END;
 
 -- One row, rewritten by every readiness probe: proof that a real write reaches the file.

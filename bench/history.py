@@ -1,13 +1,15 @@
-"""How fast the history API answers at a year and a decade of runs, against aiohttp's hello world.
+"""How fast the history API answers at a year and a decade of runs, against the floor of
+aiohttp + aiosqlite running the same SQL (``bench.history_floor``), hello world for context.
 
 Seeds (once, cached in the temp folder) databases as the seed's Rails app would have written
 them at 288 runs a day with 20 details each, lets the service adopt them (timed: it adds the
 counts and the trigram index), times the SQL the design replaces, then starts the real service
-(``python -m service``) and ``bench.hello_world`` in processes of their own. A client process
-makes serial requests per endpoint for p50/p99 and concurrency-32 bursts for requests/s,
-alternating service and hello world in rounds.
+(``python -m service``), the floor and ``bench.hello_world`` in processes of their own. A client
+process makes serial requests per endpoint for p50/p99 and concurrency-32 bursts for
+requests/s, alternating service, floor and hello world in rounds. Searches look for texts at
+three frequencies, as operators search for the failure they see.
 
-    python -m bench.history [--quick] [--out PATH]
+    python -m bench.history [--quick] [--scale NAME] [--out PATH]
 """
 
 from __future__ import annotations
@@ -35,11 +37,17 @@ from tests.support.system import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = 32
-# p99 goals; the search's at year scale only.
 P99_GOAL_MS = 5.0
-SEARCH_GOAL_MS = 50.0
+# A search's p99 goal per scale (the quick run's scales are held to the year's).
+SEARCH_GOAL_MS = {"year": 20.0, "decade": 50.0}
 GROWTH_GOAL = 1.5
-RATE_GOAL = 0.4
+# req/s of every endpoint the floor serves, as a share of the floor's.
+FLOOR_GOAL = 0.9
+SCALES = {"10k": 10_000, "100k": 100_000, "year": YEAR, "decade": DECADE}
+# Texts operators search for, by how many runs carry them in the seeded history: the seed's
+# deadlock (one run in a thousand), its login failure (every failed run: ~2.9 %, the nearest
+# the seed has to 5 %) and its server's name (every run).
+TERMS = {"rare": NEEDLE.lower(), "~3 %": "Login failed", "every run": "CASQL2"}
 
 
 def _timed(call: Callable[[], object], repeat: int) -> float:
@@ -93,18 +101,31 @@ def sql_costs(path: str, *, scan: bool) -> dict[str, float]:
 
 
 def endpoints(path: str, logs: int) -> dict[str, str]:
-    """The label and path of each endpoint measured."""
+    """The label and path of each endpoint measured (searches' labels start with "search")."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as conn:
         name = conn.execute("SELECT name FROM job_logs WHERE id = ?", (logs // 2,)).fetchone()[0]
-    return {
+    paths = {
         "list page 1": "/api/job_logs",
         "list status=error": "/api/job_logs?status=error",
         "list page 1,000": "/api/job_logs?page=1000",
         "stats": "/api/job_logs/stats",
         f"one log + {DETAILS_PER_RUN} details": f"/api/job_logs/{name}",
         "latest": "/api/job_logs/latest",
-        "search q=": f"/api/job_logs?q={NEEDLE.lower().replace(' ', '+')}",
+        "one log's details page": f"/api/job_logs/{name}/details",
     }
+    for frequency, term in TERMS.items():
+        q = term.replace(" ", "+")
+        paths[f"search list, {frequency}: q={term}"] = f"/api/job_logs?q={q}"
+        paths[f"search a log's details, {frequency}: q={term}"] = (
+            f"/api/job_logs/{name}/details?q={q}"
+        )
+    return paths
+
+
+def _floor_serves(label: str) -> bool:
+    """The floor runs the service's SQL for every endpoint but the searches (whose adaptive
+    statements are the service's design, measured against their p99 goals instead)."""
+    return not label.startswith("search")
 
 
 async def _serial(session: aiohttp.ClientSession, url: str, count: int) -> list[float]:
@@ -134,35 +155,40 @@ async def _burst(session: aiohttp.ClientSession, url: str, count: int) -> float:
 
 
 async def client(plan: dict[str, Any]) -> dict[str, Any]:
-    """Every measurement of the plan, service and hello world alternating in rounds."""
-    connector = aiohttp.TCPConnector(limit=CONCURRENCY * 2)
+    """Every measurement of the plan, service, floor and hello world alternating in rounds."""
+    connector = aiohttp.TCPConnector(limit=CONCURRENCY * 3)
     results: dict[str, Any] = {}
     async with aiohttp.ClientSession(connector=connector) as session:
         hello = plan["hello"] + "/"
         await _serial(session, hello, 50)
         for label, path in plan["endpoints"].items():
-            url = plan["service"] + path
-            await _serial(session, url, 20)
-            lat: dict[str, list[float]] = {"service": [], "hello": []}
-            rate: dict[str, list[float]] = {"service": [], "hello": []}
+            urls = {"service": plan["service"] + path, "hello": hello}
+            if _floor_serves(label):
+                urls["floor"] = plan["floor"] + path
+            for url in urls.values():
+                await _serial(session, url, 20)
+            lat: dict[str, list[float]] = {who: [] for who in urls}
+            rate: dict[str, list[float]] = {who: [] for who in urls}
             per_round = plan["serial"] // plan["rounds"]
             for _ in range(plan["rounds"]):
-                lat["service"] += await _serial(session, url, per_round)
-                lat["hello"] += await _serial(session, hello, per_round)
+                for who, url in urls.items():
+                    lat[who] += await _serial(session, url, per_round)
             for _ in range(plan["bursts"]):
-                rate["service"].append(await _burst(session, url, plan["burst"]))
-                rate["hello"].append(await _burst(session, hello, plan["burst"]))
+                for who, url in urls.items():
+                    rate[who].append(await _burst(session, url, plan["burst"]))
             results[label] = {"latency": lat, "rate": rate}
     return results
 
 
 def measure(db: dict[str, Any], quick: bool) -> dict[str, Any]:
-    """Start the service on the database and hello world; run the client in its own process."""
+    """Start the service on the database, the floor and hello world; run the client in its own
+    process."""
     work = Path(tempfile.mkdtemp(prefix="joblog-history-"))
-    (work / "hello").mkdir()
-    (work / "service").mkdir()
-    port = free_port()
+    for name in ("hello", "floor", "service"):
+        (work / name).mkdir()
+    port, floor_port = free_port(), free_port()
     hello_world = [sys.executable, "-m", "bench.hello_world", str(port)]
+    floor_command = [sys.executable, "-m", "bench.history_floor", str(floor_port), db["path"]]
     env = {
         "DATABASE_PATH": db["path"],
         "SYNC_ON_START": "false",
@@ -175,14 +201,19 @@ def measure(db: dict[str, Any], quick: bool) -> dict[str, Any]:
         ServerProcess(
             work / "hello", command=hello_world, PORT=str(port), PYTHONPATH=str(ROOT)
         ) as hello,
+        ServerProcess(
+            work / "floor", command=floor_command, PORT=str(floor_port), PYTHONPATH=str(ROOT)
+        ) as floor,
         ServerProcess(work / "service", **env) as server,
     ):
         started = time.monotonic()
         server.wait_ready(within=120)
         ready = time.monotonic() - started
         hello.wait_ready()
+        floor.wait_ready()
         plan = {
             "service": server.url,
+            "floor": floor.url,
             "hello": hello.url,
             "endpoints": endpoints(db["path"], db["logs"]),
             "serial": 100 if quick else 300,
@@ -215,27 +246,27 @@ def report(
         method=(
             "the real service on databases seeded as the Rails app writes them (288 runs a day, "
             "20 details a run) and adopted by the service; serial requests for p50/p99 and "
-            f"concurrency-{CONCURRENCY} bursts for requests/s, alternating with aiohttp's "
-            "hello-world handler in the same run."
+            f"concurrency-{CONCURRENCY} bursts for requests/s, alternating with the floor "
+            "(aiohttp + aiosqlite running the service's SQL, json.dumps of the rows: "
+            "bench.history_floor) and aiohttp's hello-world handler in the same run."
         ),
     )
-    small, large = scales[0], scales[-1]
     rows = []
     for name, db, measured, _ in scales:
         for label, result in measured["results"].items():
             lat, rate = result["latency"], result["rate"]
-            ratio = median(rate["service"]) / median(rate["hello"])
+            floor = rate.get("floor")
             rows.append(
                 [
                     f"{name} ({db['logs']:,} logs)",
                     label,
                     _ms(percentile(lat["service"], 50)),
                     _ms(percentile(lat["service"], 99)),
-                    _ms(percentile(lat["hello"], 50)),
-                    _ms(percentile(lat["hello"], 99)),
                     f"{median(rate['service']):,.0f}",
+                    "—" if floor is None else f"{median(floor):,.0f}",
+                    "—" if floor is None else f"{median(rate['service']) / median(floor):.2f}",
                     f"{median(rate['hello']):,.0f}",
-                    f"{ratio:.2f}",
+                    f"{median(rate['service']) / median(rate['hello']):.2f}",
                 ]
             )
     section.table(
@@ -244,11 +275,11 @@ def report(
             "endpoint",
             "p50 ms",
             "p99 ms",
-            "hello p50",
-            "hello p99",
             "req/s",
+            "floor req/s",
+            "x floor",
             "hello req/s",
-            "ratio",
+            "x hello",
         ],
         rows,
     )
@@ -287,46 +318,44 @@ def report(
             for label in labels
         ],
     )
-    _goals(section, small, large)
+    _goals(section, scales)
     return section
 
 
-def _goals(section: Section, small: Any, large: Any) -> None:
-    small_name, _, small_measured, _ = small
-    large_name, _, large_measured, _ = large
-    for label, result in large_measured["results"].items():
-        p99 = percentile(result["latency"]["service"], 99)
-        before = percentile(small_measured["results"][label]["latency"]["service"], 99)
-        rate = result["rate"]
-        ratio = median(rate["service"]) / median(rate["hello"])
-        if label.startswith("search"):
-            p99_small = before
+def _goals(section: Section, scales: list[Any]) -> None:
+    small_name, _, small_measured, _ = scales[0]
+    for name, _, measured, _ in scales:
+        for label, result in measured["results"].items():
+            p99 = percentile(result["latency"]["service"], 99)
+            rate = result["rate"]
+            if label.startswith("search"):
+                goal = SEARCH_GOAL_MS.get(name, SEARCH_GOAL_MS["year"])
+                section.goal(f"{label} p99 ≤ {goal:.0f} ms at {name}", p99 <= goal, f"{p99:.2f} ms")
+            if "floor" in rate:
+                ratio = median(rate["service"]) / median(rate["floor"])
+                section.goal(
+                    f"{label} req/s ≥ {FLOOR_GOAL} x the aiosqlite floor at {name}",
+                    ratio >= FLOOR_GOAL,
+                    f"{ratio:.2f} x",
+                )
+            if name == small_name or label.startswith("search"):
+                continue
+            before = percentile(small_measured["results"][label]["latency"]["service"], 99)
             section.goal(
-                f"{label} p99 ≤ {SEARCH_GOAL_MS:.0f} ms at {small_name}",
-                p99_small <= SEARCH_GOAL_MS,
-                f"{p99_small:.2f} ms",
+                f"{label} p99 ≤ {P99_GOAL_MS:.0f} ms at {name}", p99 <= P99_GOAL_MS, f"{p99:.2f} ms"
             )
-        else:
             section.goal(
-                f"{label} p99 ≤ {P99_GOAL_MS:.0f} ms at {large_name}",
-                p99 <= P99_GOAL_MS,
-                f"{p99:.2f} ms",
-            )
-            section.goal(
-                f"{label} p99 {large_name}/{small_name} ≤ {GROWTH_GOAL}",
+                f"{label} p99 {name}/{small_name} ≤ {GROWTH_GOAL}",
                 p99 / before <= GROWTH_GOAL,
                 f"{p99 / before:.2f}",
             )
-        section.goal(
-            f"{label} req/s ≥ {RATE_GOAL} x hello world at {large_name}",
-            ratio >= RATE_GOAL,
-            f"{ratio:.2f} x",
-        )
 
 
-def run(quick: bool) -> Section:
-    """Seed or reuse the databases, measure both scales, and report."""
+def run(quick: bool, only: str | None = None) -> Section:
+    """Seed or reuse the databases, measure both scales (or ``only`` one), and report."""
     sizes = [("10k", 10_000), ("100k", 100_000)] if quick else [("year", YEAR), ("decade", DECADE)]
+    if only is not None:
+        sizes = [(only, SCALES[only])]
     scales = []
     for name, logs in sizes:
         db = prepare(name, logs)
@@ -334,7 +363,9 @@ def run(quick: bool) -> Section:
         scales.append((name, db, measure(db, quick), costs))
     section = report(scales, quick)
     section.notes.append(
-        f"Search looks for '{NEEDLE.lower()}', which one run in a thousand carries. "
+        "Searches look for "
+        + ", ".join(f"'{term}' ({frequency})" for frequency, term in TERMS.items())
+        + "; a search counts up to 1,000 runs (past that its total is a lower bound). "
         "Databases are cached in " + str(CACHE) + "; seeding and adoption times are those of "
         "the run that made them."
     )
@@ -345,7 +376,7 @@ def _measure(args: argparse.Namespace) -> Section | None:
     if args.client:  # the client process of measure(): the plan on stdin, the results out
         print(json.dumps(asyncio.run(client(json.loads(sys.stdin.read())))))
         return None
-    return run(args.quick)
+    return run(args.quick, args.scale)
 
 
 def main() -> None:
@@ -353,8 +384,13 @@ def main() -> None:
         "history",
         "10,000 and 100,000 runs, fewer requests",
         _measure,
-        lambda parser: parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS),
+        _options,
     )
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", choices=list(SCALES), help="measure this database only")
 
 
 if __name__ == "__main__":

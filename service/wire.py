@@ -136,7 +136,15 @@ class JobLogPage(_Record):
     items: list[JobLog]
     page: int
     per_page: int
-    total: int
+    total: int = Field(
+        description="How many runs match; with text (q), counted up to 1,000 only: past "
+        "that it is 1,000 and total_is_lower_bound is true."
+    )
+    total_is_lower_bound: bool = Field(
+        default=False,
+        description="True when more runs match than total says (a search that found more "
+        "than 1,000 runs): the last page is not known, keep paging while a page is full.",
+    )
 
 
 class DetailPage(_Record):

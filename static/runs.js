@@ -7,6 +7,7 @@ import { onJobLog } from "./live.js";
 const PER_PAGE = 25;
 let page = 1;
 let total = 0;
+let moreThanTotal = false;  // a search counts up to a cap: past it, total is a lower bound
 let typing = null;
 let changes = null;
 let asked = 0;
@@ -41,6 +42,7 @@ export function clear() {
   clearTimeout(typing);
   clearTimeout(changes);
   total = 0;
+  moreThanTotal = false;
   $("runs-table").tBodies[0].replaceChildren();
   $("runs-empty").hidden = true;
   $("page-info").textContent = "";
@@ -70,6 +72,7 @@ export async function load() {
     const body = await getJSON(`api/job_logs?${query()}`);
     if (ticket !== asked) return;  // a newer answer is on its way
     total = body.total;
+    moreThanTotal = body.total_is_lower_bound === true;
     render(body.items);
   } catch (error) {
     report(error);
@@ -94,7 +97,13 @@ function render(items) {
   if (!same) body.replaceChildren(...rows);
   $("runs-empty").hidden = items.length > 0;
   const pages = Math.max(1, Math.ceil(total / PER_PAGE));
-  $("page-info").textContent = `Page ${page} of ${pages} · ${total.toLocaleString()} runs`;
+  if (moreThanTotal) {
+    // Only the first runs were counted: the last page is not known, a full page may have more.
+    $("page-info").textContent = `Page ${page} · ${total.toLocaleString()}+ runs`;
+    $("next-page").disabled = items.length < PER_PAGE;
+  } else {
+    $("page-info").textContent = `Page ${page} of ${pages} · ${total.toLocaleString()} runs`;
+    $("next-page").disabled = page >= pages;
+  }
   $("prev-page").disabled = page <= 1;
-  $("next-page").disabled = page >= pages;
 }

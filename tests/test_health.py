@@ -41,6 +41,8 @@ async def test_a_fresh_service_is_ready_and_has_never_synced(make_client: MakeCl
         "last_success_at": None,
         "next_run_at": None,
         "sync": "never",
+        "search": "ready",
+        "search_progress": None,
     }
 
 

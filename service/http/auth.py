@@ -29,7 +29,7 @@ from aiohttp.typedefs import Handler
 
 from service import appkeys
 from service.credentials import Role
-from service.http.clients import Client, client_of
+from service.http.clients import Client, cached_is_loopback, client_of
 from service.http.guard import check_same_origin
 from service.http.session_cookie import COOKIE, verify
 
@@ -150,7 +150,8 @@ def caller_of(request: web.Request, client: Client) -> Caller:
             return Caller(session.role, "session", expires_at=session.expires_at)
     anonymous = settings.allow_anonymous_viewers
     if anonymous is None:
-        anonymous = settings.loopback_bind and client.local
+        # settings.loopback_bind, without parsing the address at every request.
+        anonymous = client.local and cached_is_loopback(settings.host)
     return Caller(Role.viewer, "anonymous") if anonymous else NOBODY
 
 

@@ -83,11 +83,16 @@ def client_of(request: web.BaseRequest, trusted: Sequence[Network]) -> Client:
     return Client(address, scheme, host, prefix, proxied=True, local=False)
 
 
+# Asked of every request's peer, Host and the address the service listens on, which repeat:
+# parsing an address each time was a fifth of a small request's own time.
+cached_is_loopback = functools.lru_cache(maxsize=1024)(is_loopback)
+
+
 def _direct_local(request: web.BaseRequest, peer: str) -> bool:
-    if request.version < (1, 1) or not is_loopback(peer):
+    if request.version < (1, 1) or not cached_is_loopback(peer):
         return False
     host = request.headers.get("Host", "")
-    if not is_loopback(hostname(host)):
+    if not cached_is_loopback(hostname(host)):
         return False
     for name in ("Origin", "Referer"):
         seen = request.headers.get(name)
@@ -96,6 +101,7 @@ def _direct_local(request: web.BaseRequest, peer: str) -> bool:
     return True
 
 
+@functools.lru_cache(maxsize=1024)
 def hostname(host: str) -> str:
     """The name part of a ``Host`` value (``[::1]:8080`` → ``::1``), lower-cased; "" if bad."""
     try:

@@ -19,7 +19,7 @@ from service.http import payloads
 from service.http.auth import CALLER, Access, requires
 from service.http.replies import NO_STORE, reply
 from service.sources import SourceDescription
-from service.store import StoreError, Unready, last_success_at, latest_job_log
+from service.store import StoreError, Unready, last_success_at, latest_job_log, read_progress
 from service.wire import JobLog
 
 # The sync is late when its last success is older than this many intervals.
@@ -36,8 +36,12 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     """200 when a real write reaches the database file and the scheduler runs; else 503.
 
-    A failing source does not make the service unready: it makes the sync late. Only a viewer
-    is told which server, file and run.
+    A failing source does not make the service unready: it makes the sync late. Nor does a
+    search index still being built for an adopted database (``search: building``, with its
+    progress): meanwhile every request is answered, and answered right — searches scan the
+    lines instead, slower — so taking the service out of a load balancer's rotation (hours at
+    most, once) would only turn slow answers into none. Only a viewer is told which server,
+    file and run.
     """
     app = request.app
     try:
@@ -56,6 +60,13 @@ async def readyz(request: web.Request) -> web.Response:
         last_success = await last_success_at(db)
     except (StoreError, sqlite3.Error) as exc:
         database = f"reading the database failed: {exc}"
+    search_progress = None
+    if not db.search_ready:
+        try:
+            progress = await read_progress(db)
+            search_progress = 1.0 if progress is None else round(progress.fraction, 4)
+        except (StoreError, sqlite3.Error):
+            pass  # the database check above says what is wrong
     interval = app[appkeys.SETTINGS].sync_interval_seconds
     ready = database == "ok" and scheduler_check == "ok"
     body = payloads.ReadyOut(
@@ -66,6 +77,8 @@ async def readyz(request: web.Request) -> web.Response:
         last_success_at=last_success,
         next_run_at=scheduler.next_run_at,
         sync=sync_state(last_success, app[appkeys.CLOCK](), interval),
+        search="ready" if db.search_ready else "building",
+        search_progress=search_progress,
     )
     if request[CALLER].role < Role.viewer:
         body = _discreet(body)

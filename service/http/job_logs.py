@@ -13,9 +13,9 @@ from service.store import (
     detail_page_json,
     iter_details,
     job_log,
-    job_log_with_details,
-    latest_job_log,
-    list_job_logs,
+    job_log_with_details_json,
+    latest_with_details_json,
+    list_job_logs_json,
 )
 from service.wire import iso_z
 
@@ -23,8 +23,8 @@ from service.wire import iso_z
 async def list_logs(request: web.Request) -> web.Response:
     """Logs most recent first, filtered by status, created_at range and message text."""
     params = parse(ListParams, request.query)
-    page = await list_job_logs(request.app[appkeys.DATABASE], params.query())
-    return reply(page)
+    page = await list_job_logs_json(request.app[appkeys.DATABASE], params.query())
+    return web.Response(text=page, content_type="application/json")
 
 
 async def stats(request: web.Request) -> web.Response:
@@ -34,11 +34,10 @@ async def stats(request: web.Request) -> web.Response:
 
 async def latest(request: web.Request) -> web.Response:
     """The most recent log with its details."""
-    db = request.app[appkeys.DATABASE]
-    log = await latest_job_log(db)
-    if log is None:
+    text = await latest_with_details_json(request.app[appkeys.DATABASE])
+    if text is None:
         raise NotFound("there are no job logs yet")
-    return reply(await job_log_with_details(db, log.id))
+    return web.Response(text=text, content_type="application/json")
 
 
 async def one(request: web.Request) -> web.Response:
@@ -46,8 +45,8 @@ async def one(request: web.Request) -> web.Response:
     db = request.app[appkeys.DATABASE]
     if not parse(OneParams, request.query).details:
         return reply(await job_log(db, request.match_info["ref"]))
-    log = await job_log_with_details(db, request.match_info["ref"])
-    return reply(log)
+    text = await job_log_with_details_json(db, request.match_info["ref"])
+    return web.Response(text=text, content_type="application/json")
 
 
 async def details(request: web.Request) -> web.Response:

@@ -20,6 +20,7 @@ from pydantic.json_schema import models_json_schema
 from service import wire
 from service.http import params, payloads, sessions
 from service.http.auth import Access, access_of
+from service.store import SEARCH_TOTAL_CAP
 
 _OUT: tuple[type[BaseModel], ...] = (
     wire.JobLog,
@@ -250,6 +251,11 @@ def _run_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "listJobLogs",
                 "summary": "Job logs, most recent first",
+                "description": "With q, the runs that have a detail containing the text "
+                "(ASCII letters in either case). Such a search counts at most "
+                f"{SEARCH_TOTAL_CAP:,} runs: past that, total is {SEARCH_TOTAL_CAP:,} and "
+                f"total_is_lower_bound is true (the page shows '{SEARCH_TOTAL_CAP:,}+'); "
+                "every page is still exact, so keep paging while a page is full.",
                 "parameters": _query(params.ListParams),
                 "responses": {"200": _answer("A page", "JobLogPage"), "400": _BAD_PARAMETER},
             },

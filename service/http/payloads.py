@@ -47,6 +47,16 @@ class ReadyOut(_Out):
     sync: Literal["ok", "late", "never"] = Field(
         description="late: the last success is older than 3 intervals; never: no success yet."
     )
+    search: Literal["ready", "building"] = Field(
+        default="ready",
+        description=(
+            "building: the search index of an adopted database is being built in the "
+            "background; searches scan the lines meanwhile (same results, slower)."
+        ),
+    )
+    search_progress: float | None = Field(
+        default=None, description="While building: the share of the lines indexed, 0 to 1."
+    )
 
 
 class SessionOut(_Out):

@@ -1,8 +1,9 @@
 """The store: every SQL statement the service runs, returning :mod:`service.wire`'s records.
 
 Everything the rest of the service uses is imported from here, never from a module inside:
-the connections (:mod:`.database`), the reads (:mod:`.reads`) and writes (:mod:`.writes`) of
-job logs, the ``open_orders`` staging and swap, the purge's statements, the readiness write.
+the connections (:mod:`.database`), the reads (:mod:`.reads`, pages of runs and searches in
+:mod:`.search`) and writes (:mod:`.writes`) of job logs, the ``open_orders`` staging and
+swap, the purge's statements, the readiness write.
 """
 
 from .changes import ChangeWatch
@@ -49,16 +50,19 @@ from .reads import (
     iter_details,
     job_log,
     job_log_with_details,
+    job_log_with_details_json,
     last_detail_id,
     last_details,
     last_success_at,
     latest_job_log,
-    list_job_logs,
+    latest_with_details_json,
     logs_with_details_after,
     open_job_logs,
     previous_finished_status,
 )
 from .retry import until_written
+from .schema import BuildProgress, SearchIndexBuild, read_progress
+from .search import SEARCH_TOTAL_CAP, list_job_logs, list_job_logs_json
 from .staging import StagingClosed, StagingWriter, open_staging
 from .timestamps import from_db, to_db
 from .writes import (
@@ -78,6 +82,8 @@ __all__ = [
     "MAX_PER_PAGE",
     "OPEN_ORDERS",
     "OPEN_ORDERS_STAGING",
+    "SEARCH_TOTAL_CAP",
+    "BuildProgress",
     "ChangeSummary",
     "ChangeWatch",
     "Database",
@@ -93,6 +99,7 @@ __all__ = [
     "MonthCount",
     "NotFound",
     "Purgeable",
+    "SearchIndexBuild",
     "StagingClosed",
     "StagingWriter",
     "StoreError",
@@ -120,11 +127,14 @@ __all__ = [
     "iter_details",
     "job_log",
     "job_log_with_details",
+    "job_log_with_details_json",
     "last_detail_id",
     "last_details",
     "last_success_at",
     "latest_job_log",
+    "latest_with_details_json",
     "list_job_logs",
+    "list_job_logs_json",
     "logs_with_details_after",
     "name_for",
     "open_job_logs",
@@ -132,6 +142,7 @@ __all__ = [
     "previous_finished_status",
     "purgeable_after",
     "purgeable_by_month",
+    "read_progress",
     "set_status",
     "swap_open_orders",
     "to_db",

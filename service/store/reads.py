@@ -1,10 +1,10 @@
-"""Every read of job_logs and job_log_details: a run by reference, pages of runs and of lines,
-the counts, and what the event stream replays and follows.
+"""Every read of job_logs and job_log_details but the pages of runs (:mod:`.search`): a run by
+reference, pages of lines, the counts, and what the event stream replays and follows.
 
 A run is looked up by a *ref*: its name (``20251215143022``, ``…_1``), or its id as an int or as
 digits. Each read is one statement where it can be (one snapshot, one trip to the reader's
-thread). A page of lines comes as models or, for the API, as JSON written by SQLite itself; both
-share one WHERE clause.
+thread, or none: small indexed reads run on the event loop, see ``Database.read_bounded``). A
+page of lines, or a run for the API, comes as models or as JSON written by SQLite itself.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from service.wire import (
     EventDetail,
     JobLog,
     JobLogDetail,
-    JobLogPage,
     JobLogWithDetails,
     Status,
     StatusCounts,
@@ -30,7 +29,7 @@ from service.wire import (
 
 from .database import Database
 from .errors import NotFound
-from .models import JobLogQuery
+from .json_rows import log_json, row_json
 from .rows import (
     DETAIL_COLUMNS,
     LOG_COLUMNS,
@@ -41,15 +40,15 @@ from .rows import (
     is_status,
     job_log_from_row,
 )
-from .timestamps import from_db, to_db_bound
+from .search import LIKE, like_pattern
+from .timestamps import from_db
 
 _MAX_ID = 2**63 - 1
+# Lines a run may have and still be read whole on the event loop.
+_LINES_ON_LOOP = 1000
 _LOG_OF_L = "l.id, l.name, l.status, l.created_at, l.updated_at"
+_JSON_OF_L = log_json("l.")
 _DETAIL_OF_D = "d.id, d.job_log_id, d.message, d.created_at, d.updated_at"
-# A detail containing the text, ASCII letters folded: the one definition of a match.
-_CONTAINS = "instr(lower(d.message), lower(?)) > 0"
-# The trigram index finds candidates only for a query of at least three characters.
-_MIN_INDEXED_QUERY = 3
 
 
 # --- one run ---------------------------------------------------------------------------------
@@ -69,7 +68,7 @@ def _key(ref: str | int) -> tuple[str, str | int]:
 async def job_log(db: Database, ref: str | int) -> JobLog:
     """A run (without its lines) as it is now; NotFound if there is none."""
     column, key = _key(ref)
-    rows = await db.read(f"SELECT {LOG_COLUMNS} FROM job_logs WHERE {column} = ?", (key,))
+    rows = await db.read_bounded(f"SELECT {LOG_COLUMNS} FROM job_logs WHERE {column} = ?", (key,))
     if not rows:
         raise NotFound(f"job log {ref} does not exist")
     return job_log_from_row(rows[0])
@@ -102,9 +101,72 @@ async def job_log_with_details(db: Database, ref: str | int) -> JobLogWithDetail
     return JobLogWithDetails(**log.model_dump(exclude={"duration_seconds"}), details=details)
 
 
+async def job_log_with_details_json(db: Database, ref: str | int) -> str:
+    """:func:`job_log_with_details` as the JSON of its model, written by SQLite."""
+    column, key = _key(ref)
+    text = await _with_details_json(db, f"l.{column} = ?", [key])
+    if text is None:
+        raise NotFound(f"job log {ref} does not exist")
+    return text
+
+
+async def latest_with_details_json(db: Database) -> str | None:
+    """The most recently created run with its lines as JSON (see
+    :func:`job_log_with_details_json`), or None when there is none; one statement."""
+    return await _with_details_json(
+        db, "l.id = (SELECT id FROM job_logs ORDER BY created_at DESC, id DESC LIMIT 1)", []
+    )
+
+
+_DETAIL_OF_D_JSON = (
+    f"CASE WHEN ({sql_iso_z('d.created_at')}) IS NOT NULL THEN json_object('id', d.id, "
+    "'job_log_id', d.job_log_id, 'message', d.message, "
+    f"'created_at', {sql_iso_z('d.created_at')}) END"
+)
+
+
+async def _with_details_json(db: Database, where: str, params: list[object]) -> str | None:
+    found = await db.read_bounded(
+        "SELECT l.id, (SELECT count(*) FROM (SELECT 1 FROM job_log_details AS d "
+        f"WHERE d.job_log_id = l.id LIMIT {_LINES_ON_LOOP + 1})) AS lines "
+        f"FROM job_logs AS l WHERE {where}",
+        params,
+    )
+    if not found:
+        return None
+    small = found[0]["lines"] <= _LINES_ON_LOOP
+    rows = await (db.read_bounded if small else db.read)(
+        f"SELECT {_LOG_OF_L}, {_JSON_OF_L} AS j, d.id AS d_id, d.job_log_id AS d_job_log_id, "
+        "d.message AS d_message, d.created_at AS d_created_at, d.updated_at AS d_updated_at, "
+        f"{_DETAIL_OF_D_JSON} AS dj "
+        f"FROM job_logs AS l LEFT JOIN job_log_details AS d ON d.job_log_id = l.id "
+        "WHERE l.id = ? ORDER BY d.created_at, d.id",
+        [found[0]["id"]],
+    )
+    if not rows:  # deleted since
+        return None
+    details = ",".join(
+        row["dj"]
+        if row["dj"] is not None
+        else JobLogDetail(
+            id=row["d_id"],
+            job_log_id=row["d_job_log_id"],
+            message=row["d_message"],
+            created_at=from_db(row["d_created_at"]),
+            updated_at=from_db(row["d_updated_at"]),
+        ).model_dump_json()
+        for row in rows
+        if row["d_id"] is not None
+    )
+    log = row_json(rows[0])
+    # duration_seconds, a computed field, comes last in the model's JSON: the lines go before.
+    cut = log.rindex(',"duration_seconds":')
+    return f'{log[:cut]},"details":[{details}]{log[cut:]}'
+
+
 async def latest_job_log(db: Database) -> JobLog | None:
     """The most recently created run, or None when there is none."""
-    rows = await db.read(
+    rows = await db.read_bounded(
         f"SELECT {LOG_COLUMNS} FROM job_logs ORDER BY created_at DESC, id DESC LIMIT 1"
     )
     return job_log_from_row(rows[0]) if rows else None
@@ -138,80 +200,9 @@ async def open_job_logs(db: Database) -> list[JobLog]:
     return [job_log_from_row(row) for row in rows]
 
 
-# --- many runs -------------------------------------------------------------------------------
-
-
-def _filters(query: JobLogQuery) -> tuple[list[str], list[object], list[object]]:
-    """The WHERE terms (on job_logs) and their parameters for a query's filters, and the
-    parameters of the ``matched`` CTE (the logs the search index finds; empty if unused)."""
-    clauses: list[str] = []
-    params: list[object] = []
-    matched: list[object] = []
-    if query.status is not None:
-        clauses.append("status = ?")
-        params.append(int(query.status))
-    if query.since is not None:
-        clauses.append("created_at >= ?")
-        params.append(to_db_bound(query.since))
-    if query.until is not None:
-        clauses.append("created_at < ?")
-        params.append(to_db_bound(query.until))
-    if query.q is not None and len(query.q) >= _MIN_INDEXED_QUERY:
-        clauses.append("id IN (SELECT job_log_id FROM matched)")
-        matched += [f"%{query.q}%", query.q]
-    elif query.q is not None:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM job_log_details AS d WHERE d.job_log_id = job_logs.id "
-            f"AND {_CONTAINS})"
-        )
-        params.append(query.q)
-    return clauses, params, matched
-
-
-# The logs with a detail containing the text, found once per statement for the total and the
-# page alike. The trigram index's LIKE narrows to candidate details (its % and _ only widen
-# the match, its case folding covers ASCII's); the scan's own test decides.
-_MATCHED = (
-    "matched AS MATERIALIZED (SELECT DISTINCT d.job_log_id FROM job_log_details_search AS s "
-    f"JOIN job_log_details AS d ON d.id = s.rowid WHERE s.message LIKE ? AND {_CONTAINS}), "
-)
-
-
-async def list_job_logs(db: Database, query: JobLogQuery) -> JobLogPage:
-    """One page of runs, most recent first, with the number of runs matching the filter.
-
-    Without a time range or text, the total is read from the per-status counts the triggers
-    keep; the page's ids come from an index alone, so a deep page skips index entries only.
-    """
-    clauses, params, matched = _filters(query)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    if query.since is None and query.until is None and query.q is None:
-        total = "SELECT coalesce(sum(n), 0) FROM job_log_counts" + (
-            " WHERE status = ?" if query.status is not None else ""
-        )
-    else:
-        total = f"SELECT count(*) FROM job_logs{where}"
-    # One statement (one snapshot, one trip to the reader's thread): the total joined with the
-    # page, whose ids come from an index alone; an empty page leaves one row of NULLs.
-    rows = await db.read(
-        f"WITH {_MATCHED if matched else ''}page AS (SELECT id FROM job_logs{where} "
-        f"ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?) "
-        f"SELECT ({total}) AS total, {_LOG_OF_L} FROM (SELECT 1) "
-        f"LEFT JOIN job_logs AS l ON l.id IN (SELECT id FROM page) "
-        f"ORDER BY l.created_at DESC, l.id DESC",
-        [*matched, *params, query.per_page, query.offset, *params],
-    )
-    return JobLogPage(
-        items=[job_log_from_row(row) for row in rows if row["id"] is not None],
-        page=query.page,
-        per_page=query.per_page,
-        total=rows[0]["total"] if rows else 0,
-    )
-
-
 async def count_by_status(db: Database) -> StatusCounts:
     """How many runs there are in all and per status, as the triggers keep them."""
-    rows = await db.read("SELECT status, n FROM job_log_counts WHERE n > 0")
+    rows = await db.read_bounded("SELECT status, n FROM job_log_counts WHERE n > 0")
     per_status = {Status(row["status"]).name: row["n"] for row in rows if is_status(row["status"])}
     return StatusCounts(total=sum(row["n"] for row in rows), **per_status)
 
@@ -224,8 +215,8 @@ def _page_of_lines(job_log_id: int, after: int, q: str | None) -> tuple[str, lis
     if q is None:
         return "job_log_id = ? AND id > ?", [job_log_id, after]
     return (
-        "job_log_id = ? AND id > ? AND instr(lower(message), lower(?)) > 0",
-        [job_log_id, after, q],
+        f"job_log_id = ? AND id > ? AND message {LIKE}",
+        [job_log_id, after, like_pattern(q)],
     )
 
 

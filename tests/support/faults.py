@@ -41,6 +41,8 @@ SERVICE_TABLES = {
     "job_log_details_search_data",
     "job_log_details_search_docsize",
     "job_log_details_search_idx",
+    # Where the background build of the search index over an adopted history stands.
+    "search_index_build",
 }
 """Every table a healthy database holds between runs (no staging table)."""
 
