@@ -35,12 +35,14 @@ async def list_logs(request: web.Request) -> web.Response:
     """The service's statement for a page of runs without a time range or text."""
     page = int(request.query.get("page", "1"))
     status = request.query.get("status")
-    where, total, params = "", "SELECT coalesce(sum(n), 0) FROM job_log_counts", []
+    runs, where, params = "job_logs", "", []
+    total = "SELECT coalesce(sum(n), 0) FROM job_log_counts"
     if status is not None:
-        where, params = " WHERE status = ?", [_STATUS[status]]
+        # A status filter reads the runs by status, as the service does.
+        runs, where, params = "job_logs_by_status", " WHERE status = ?", [_STATUS[status]]
         total += " WHERE status = ?"
     rows = await request.app[DB].execute_fetchall(
-        f"WITH page AS (SELECT id FROM job_logs{where} "
+        f"WITH page AS (SELECT id FROM {runs}{where} "
         "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?) "
         f"SELECT ({total}) AS total, {_LOG} FROM (SELECT 1) "
         "LEFT JOIN job_logs AS l ON l.id IN (SELECT id FROM page) "
@@ -93,7 +95,7 @@ async def latest(request: web.Request) -> web.Response:
 
 async def details(request: web.Request) -> web.Response:
     """The service's statements for a page of a run's lines (no text): the run, then the page
-    as JSON written by SQLite and whether more follow, in one read transaction."""
+    as JSON written by SQLite and whether more follow, in one statement."""
     db = request.app[DB]
     found = await db.execute_fetchall(
         "SELECT id, name, status, created_at, updated_at FROM job_logs WHERE name = ?",
@@ -102,27 +104,17 @@ async def details(request: web.Request) -> web.Response:
     log_id = next(iter(found))["id"]
     after, limit = int(request.query.get("after", "0")), 100
     where = "job_log_id = ? AND id > ?"
-    await db.execute_fetchall("BEGIN")
-    try:
-        row = next(
-            iter(
-                await db.execute_fetchall(
-                    "SELECT json_group_array(json_object('id', id, 'job_log_id', job_log_id, "
-                    "'message', message, 'created_at', created_at)) AS items, count(*) AS n, "
-                    f"max(id) AS last FROM (SELECT id, job_log_id, message, created_at "
-                    f"FROM job_log_details WHERE {where} ORDER BY id LIMIT ?)",
-                    (log_id, after, limit),
-                )
-            )
-        )
-        more = row["n"] == limit and bool(
-            await db.execute_fetchall(
-                f"SELECT 1 FROM job_log_details WHERE {where} AND id > ? LIMIT 1",
-                (log_id, after, row["last"]),
-            )
-        )
-    finally:
-        await db.rollback()
+    rows = await db.execute_fetchall(
+        "WITH p AS (SELECT id, job_log_id, message, created_at FROM job_log_details "
+        f"WHERE {where} ORDER BY id LIMIT ?), "
+        "a AS (SELECT json_group_array(json_object('id', id, 'job_log_id', job_log_id, "
+        "'message', message, 'created_at', created_at)) AS items, max(id) AS last FROM p) "
+        f"SELECT a.*, EXISTS (SELECT 1 FROM job_log_details WHERE {where} AND id > a.last) "
+        "AS more FROM a",
+        (log_id, after, limit, log_id, after),
+    )
+    row = next(iter(rows))
+    more = bool(row["more"])
     next_after = json.dumps(row["last"] if more else None)
     return web.Response(
         text=f'{{"items":{row["items"]},"next_after":{next_after}}}',

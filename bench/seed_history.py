@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from service.store import Database, SearchIndexBuild
+from service.store import BackgroundBuild, Database
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED_SCHEMA = ROOT / "tests" / "fixtures" / "seed_schema.sql"
@@ -194,7 +194,7 @@ async def _adopt(path: Path) -> None:
     db = await Database.open(path)
     try:
         # Nobody else writes here: big batches, no pauses.
-        build = SearchIndexBuild(db, max_rows=200_000, first_rows=50_000, target_seconds=1.0)
+        build = BackgroundBuild(db, max_rows=200_000, first_rows=50_000, target_seconds=1.0)
         while not await build.step():
             pass
     finally:

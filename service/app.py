@@ -23,7 +23,7 @@ from service.notify import Notifier
 from service.retention import Retention
 from service.settings import Settings
 from service.sources import build_source
-from service.store import Heartbeat, SearchIndexBuild, last_success_at
+from service.store import BackgroundBuild, Heartbeat, last_success_at
 from service.wire import JobLog
 
 
@@ -50,13 +50,13 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
             last_success = await last_success_at(db)
             if last_success is not None:
                 metrics.succeeded_at(last_success)
-            # An adopted database's search index is built while the service serves.
-            search_build = SearchIndexBuild(db, max_rows=settings.search_build_batch_rows)
-            search_build.start()
+            # What an adopted database lacks (runs by status, search index) is built while serving.
+            build = BackgroundBuild(db, max_rows=settings.adoption_batch_rows)
+            build.start()
             try:
                 yield
             finally:
-                await search_build.close()
+                await build.close()
                 await heartbeat.close()
 
     async def hub(app: web.Application) -> AsyncIterator[None]:

@@ -57,11 +57,11 @@ class Settings(BaseSettings):
         default=5.0,
         description="How long a write waits for another process's lock on the database.",
     )
-    search_build_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
+    adoption_batch_rows: Annotated[int, Field(ge=1, le=1_000_000)] = Field(
         default=20_000,
         description=(
-            "Most lines indexed per transaction while the search index of an adopted database "
-            "is built in the background."
+            "Most runs or lines added per transaction while what an adopted database lacks "
+            "(the runs by status, the search index) is built in the background."
         ),
     )
     host: str = Field(default="127.0.0.1", description="Address the HTTP server listens on.")

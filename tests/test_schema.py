@@ -73,16 +73,28 @@ def test_fresh_schema_is_the_seeds_plus_the_composite_index_counts_search_and_he
         "indexes": {},
         "foreign_keys": [],
     }
-    # How far the trigram index of an adopted database is built: no row, complete.
-    assert shape.pop("search_index_build") == {
+    # The runs in (status, created_at) order: the composite index, kept as a table.
+    assert shape.pop("job_logs_by_status") == {
         "columns": [
-            ("id", "INTEGER", 0, None, 1),
-            ("done", "INTEGER", 1, None, 0),
-            ("upto", "INTEGER", 1, None, 0),
+            ("status", "INTEGER", 1, None, 1),
+            ("created_at", "DATETIME", 1, None, 2),
+            ("id", "INTEGER", 1, None, 3),
         ],
-        "indexes": {},
+        "indexes": {("sqlite_autoindex_job_logs_by_status_1", 1): ["status", "created_at", "id"]},
         "foreign_keys": [],
     }
+    # How far the runs by status and the trigram index of an adopted database are built: no
+    # row, complete.
+    for build in ("job_logs_by_status_build", "search_index_build"):
+        assert shape.pop(build) == {
+            "columns": [
+                ("id", "INTEGER", 0, None, 1),
+                ("done", "INTEGER", 1, None, 0),
+                ("upto", "INTEGER", 1, None, 0),
+            ],
+            "indexes": {},
+            "foreign_keys": [],
+        }
     # The trigram index and the tables FTS5 keeps it in.
     search = {name for name in shape if name.startswith("job_log_details_search")}
     assert "job_log_details_search" in search
@@ -98,6 +110,9 @@ def test_fresh_schema_is_the_seeds_plus_the_composite_index_counts_search_and_he
         "job_log_counts_after_insert": "job_logs",
         "job_log_counts_after_delete": "job_logs",
         "job_log_counts_after_update": "job_logs",
+        "job_logs_by_status_after_insert": "job_logs",
+        "job_logs_by_status_after_delete": "job_logs",
+        "job_logs_by_status_after_update": "job_logs",
         "job_log_details_search_after_insert": "job_log_details",
         "job_log_details_search_after_delete": "job_log_details",
         "job_log_details_search_after_update": "job_log_details",

@@ -61,7 +61,7 @@ from .reads import (
     previous_finished_status,
 )
 from .retry import until_written
-from .schema import BuildProgress, SearchIndexBuild, read_progress
+from .schema import COMPOSITE_INDEX_MAX_RUNS, BackgroundBuild, BuildProgress, read_progress
 from .search import SEARCH_TOTAL_CAP, list_job_logs, list_job_logs_json
 from .staging import StagingClosed, StagingWriter, open_staging
 from .timestamps import from_db, to_db
@@ -77,12 +77,14 @@ from .writes import (
 )
 
 __all__ = [
+    "COMPOSITE_INDEX_MAX_RUNS",
     "MAX_MESSAGE_LENGTH",
     "MAX_PAGE",
     "MAX_PER_PAGE",
     "OPEN_ORDERS",
     "OPEN_ORDERS_STAGING",
     "SEARCH_TOTAL_CAP",
+    "BackgroundBuild",
     "BuildProgress",
     "ChangeSummary",
     "ChangeWatch",
@@ -99,7 +101,6 @@ __all__ = [
     "MonthCount",
     "NotFound",
     "Purgeable",
-    "SearchIndexBuild",
     "StagingClosed",
     "StagingWriter",
     "StoreError",

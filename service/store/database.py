@@ -54,8 +54,10 @@ class Database:
         self._read_lock = asyncio.Lock()
         # Called after every commit of this process, so followers need not wait for a poll.
         self.on_commit: list[Callable[[], None]] = []
-        # False while the search index of an adopted database is still being built in the
-        # background: searches then scan the lines instead of using the index.
+        # False while the runs by status or the search index of an adopted database are still
+        # being built in the background (store/schema.py): the reads that would use them read
+        # the runs or scan the lines instead.
+        self.by_status_ready = True
         self.search_ready = True
         # A reader for small indexed reads on the event loop's own thread (see read_bounded).
         self._on_loop: sqlite3.Connection | None = None
@@ -81,7 +83,11 @@ class Database:
             path.parent.mkdir(parents=True, exist_ok=True)
             writer = await _connect(path, busy_ms)
             await _execute(writer, "PRAGMA journal_mode=WAL")
-            search_ready = await schema.apply_schema(writer, path) if apply_schema else True
+            pending = (
+                await schema.apply_schema(writer, path)
+                if apply_schema
+                else schema.Pending(by_status=False, search=False)
+            )
             reader = await _connect(path, busy_ms)
             await _execute(reader, "PRAGMA query_only=ON")
             stat = os.stat(path)
@@ -95,7 +101,8 @@ class Database:
         logger.info("database open at %s", path)
         file_id = (stat.st_dev, stat.st_ino)
         db = cls(path, writer, reader, clock, zone or ZoneInfo("UTC"), file_id)
-        db.search_ready = search_ready
+        db.by_status_ready = not pending.by_status
+        db.search_ready = not pending.search
         db._on_loop = _loop_reader(path)
         return db
 

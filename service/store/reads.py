@@ -36,7 +36,6 @@ from .rows import (
     detail_fields,
     detail_from_row,
     fetch_all,
-    fetch_one,
     is_status,
     job_log_from_row,
 )
@@ -174,11 +173,16 @@ async def latest_job_log(db: Database) -> JobLog | None:
 
 async def last_success_at(db: Database) -> datetime | None:
     """When the latest successful run ended."""
-    rows = await db.read(
-        "SELECT updated_at FROM job_logs WHERE status = ? "
-        "ORDER BY created_at DESC, id DESC LIMIT 1",
-        (int(Status.success),),
+    # From the runs by status, newest first: one entry. Without them (an adopted database,
+    # still being built), the status index and a sort of every success.
+    sql = (
+        "SELECT l.updated_at FROM job_logs_by_status AS o JOIN job_logs AS l ON l.id = o.id "
+        "WHERE o.status = ? ORDER BY o.created_at DESC, o.id DESC LIMIT 1"
+        if db.by_status_ready
+        else "SELECT updated_at FROM job_logs WHERE status = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT 1"
     )
+    rows = await db.read(sql, (int(Status.success),))
     return from_db(rows[0]["updated_at"]) if rows else None
 
 
@@ -251,39 +255,32 @@ async def detail_page_json(
 ) -> DetailPageJson:
     """:func:`detail_page` as JSON written by SQLite (a run of 100,000 lines is read in 100
     pages: a model per line and its serializer cost ~10 ms a page, ``json_group_array`` well
-    under 1). A stored time outside Rails' two forms gives the page from the models instead."""
+    under 1). A stored time outside Rails' two forms gives the page from the models instead.
+
+    One statement reads the page and whether a line follows it; without text it reads at
+    most ``limit`` + 1 entries of an index, so it runs on the loop's thread
+    (:meth:`Database.read_bounded`); with text it may scan a long run's lines, so it does not.
+    """
     where, params = _page_of_lines(job_log_id, after, q)
-    page = (
-        f"SELECT id, job_log_id, message, {sql_iso_z('created_at')} AS iso "
-        f"FROM job_log_details WHERE {where} ORDER BY id LIMIT ?"
+    rows = await (db.read_bounded if q is None else db.read)(
+        f"WITH p AS (SELECT id, job_log_id, message, {sql_iso_z('created_at')} AS iso "
+        f"FROM job_log_details WHERE {where} ORDER BY id LIMIT ?), "
+        "a AS (SELECT json_group_array(json_object('id', id, 'job_log_id', job_log_id, "
+        "'message', message, 'created_at', iso)) AS items, max(id) AS last, "
+        "count(*) - count(iso) AS odd FROM p) "
+        f"SELECT a.*, EXISTS (SELECT 1 FROM job_log_details WHERE {where} AND id > a.last) "
+        "AS more FROM a",
+        [*params, limit, *params],
     )
-    async with db.snapshot() as conn:
-        row = await fetch_one(
-            conn,
-            "SELECT json_group_array(json_object('id', id, 'job_log_id', job_log_id, "
-            "'message', message, 'created_at', iso)) AS items, count(*) AS n, "
-            f"max(id) AS last, count(*) - count(iso) AS odd FROM ({page})",
+    row = rows[0]  # an aggregate always has its row
+    items, last = str(row["items"] or "[]"), row["last"]
+    if row["odd"]:
+        models = await db.read(
+            f"SELECT {DETAIL_COLUMNS} FROM job_log_details WHERE {where} ORDER BY id LIMIT ?",
             [*params, limit],
         )
-        assert row is not None  # an aggregate always has its row
-        items, last = str(row["items"]), row["last"]
-        if row["odd"]:
-            rows = await fetch_all(
-                conn,
-                f"SELECT {DETAIL_COLUMNS} FROM job_log_details WHERE {where} ORDER BY id LIMIT ?",
-                [*params, limit],
-            )
-            lines = ",".join(detail_from_row(r).model_dump_json() for r in rows)
-            items = f"[{lines}]"
-        more = row["n"] == limit and (
-            await fetch_one(
-                conn,
-                f"SELECT 1 FROM job_log_details WHERE {where} AND id > ? LIMIT 1",
-                [*params, last],
-            )
-            is not None
-        )
-    return DetailPageJson(items=items, next_after=last if more else None)
+        items = f"[{','.join(detail_from_row(r).model_dump_json() for r in models)}]"
+    return DetailPageJson(items=items, next_after=last if row["more"] else None)
 
 
 async def iter_details(

@@ -6,11 +6,17 @@ write lock for long, because the Rails app writes to the same file with a 5 s bu
 
 * the per-status counts are filled in the transaction that creates them: one ``GROUP BY`` over
   an index (about 50 ms at a million runs, its pages read beforehand outside the lock);
-* the trigram search index is built afterwards by :class:`SearchIndexBuild`, in batches of a
-  few thousand lines, each one short transaction, while the service serves. How far it has come
-  is a row of ``search_index_build`` (see schema.sql), moved in the same transaction as each
-  batch: a restart resumes there, and nothing is indexed twice or left out. Until it is
-  complete, ``Database.search_ready`` is False and searches scan instead.
+* the runs in (status, created_at) order (``job_logs_by_status``, what the seed's composite
+  index would hold) and then the trigram search index are built afterwards by
+  :class:`BackgroundBuild`, in batches, each one short transaction, while the service serves.
+  How far each has come is a row of its ``…_build`` table (see schema.sql), moved in the same
+  transaction as each batch: a restart resumes there, and nothing is added twice or left out.
+  Until each is complete, ``Database.by_status_ready`` / ``Database.search_ready`` is False
+  and the reads that would use it read the runs or lines themselves instead.
+
+The composite index itself is created only where that takes a few milliseconds (a database
+with few runs): CREATE INDEX cannot be split, and at a million runs it would hold the lock
+for about a second. The service's reads do not need it; it is there for the Rails app's.
 """
 
 from __future__ import annotations
@@ -41,21 +47,76 @@ _REQUIRED_COLUMNS = {
     "job_log_details": {"id", "job_log_id", "message", "created_at", "updated_at"},
 }
 _SEARCH = "job_log_details_search"
-_SEARCH_TRIGGERS = tuple(f"{_SEARCH}_after_{what}" for what in ("insert", "delete", "update"))
+_BY_STATUS = "job_logs_by_status"
+_TRIGGERS = {
+    table: tuple(f"{table}_after_{what}" for what in ("insert", "delete", "update"))
+    for table in (_SEARCH, _BY_STATUS)
+}
+_COMPOSITE_INDEX = (
+    "CREATE INDEX IF NOT EXISTS index_job_logs_on_status_and_created_at "
+    "ON job_logs(status, created_at)"
+)
+# The most runs the composite index is created over in the schema's transaction: a few ms.
+COMPOSITE_INDEX_MAX_RUNS = 10_000
 _COUNTS_FILL = (
     "INSERT INTO job_log_counts (status, n) SELECT status, count(*) FROM job_logs GROUP BY status"
 )
 
 
-async def apply_schema(conn: aiosqlite.Connection, path: Path) -> bool:
+@dataclass(frozen=True)
+class Pending:
+    """What the background build has still to add to the database just opened."""
+
+    by_status: bool
+    search: bool
+
+
+async def apply_schema(conn: aiosqlite.Connection, path: Path) -> Pending:
     """Check the tables the file may already hold, then apply schema.sql in one transaction.
 
     A database without the per-status counts (one the Rails app created, or an older version
-    of this service) has them filled in that transaction. One without the search index gets
-    an empty index and a pending build of every line already there. True when the search
-    index is complete.
+    of this service) has them filled in that transaction. One without the runs by status or
+    the search index gets them empty, and a pending build of every run or line already there.
     """
+    await _check_columns(conn, path)
     existing = await _tables(conn)
+    if "job_log_counts" not in existing and "job_logs" in existing:
+        # Read the index the fill scans before taking the lock: cold, the fill takes 4 times
+        # as long, and every other writer waits for it.
+        await conn.execute_fetchall("SELECT status, count(*) FROM job_logs GROUP BY status")
+    await conn.execute_fetchall("BEGIN IMMEDIATE")
+    try:
+        existing = await _tables(conn)
+        for table, triggers in _TRIGGERS.items():
+            if table not in existing:
+                # A new table gets the triggers that go with it (a table dropped by hand may
+                # have left older ones behind).
+                for trigger in triggers:
+                    await conn.execute_fetchall(f"DROP TRIGGER IF EXISTS {trigger}")
+        for statement in _statements(schema_sql()):
+            await conn.execute_fetchall(statement)
+        few = list(
+            await conn.execute_fetchall(
+                "SELECT count(*) <= ? AS few FROM (SELECT 1 FROM job_logs LIMIT ?)",
+                (COMPOSITE_INDEX_MAX_RUNS, COMPOSITE_INDEX_MAX_RUNS + 1),
+            )
+        )
+        if few[0]["few"]:
+            await conn.execute_fetchall(_COMPOSITE_INDEX)
+        if "job_log_counts" not in existing:
+            started = time.monotonic()
+            await conn.execute_fetchall(_COUNTS_FILL)
+            logger.info("filled job_log_counts in %.3f s", time.monotonic() - started)
+        pending = await _pending_builds(conn, existing)
+        await conn.commit()
+    except BaseException:
+        with suppress(sqlite3.Error):
+            await asyncio.shield(conn.rollback())
+        raise
+    return pending
+
+
+async def _check_columns(conn: aiosqlite.Connection, path: Path) -> None:
     for table, required in _REQUIRED_COLUMNS.items():
         present = {
             row["name"] for row in await conn.execute_fetchall(f"PRAGMA table_info({table})")
@@ -65,41 +126,27 @@ async def apply_schema(conn: aiosqlite.Connection, path: Path) -> bool:
             raise IncompatibleSchema(
                 f"{path}: table {table} lacks column(s) {', '.join(sorted(missing))}"
             )
-    if "job_log_counts" not in existing and "job_logs" in existing:
-        # Read the index the fill scans before taking the lock: cold, the fill takes 4 times
-        # as long, and every other writer waits for it.
-        await conn.execute_fetchall("SELECT status, count(*) FROM job_logs GROUP BY status")
-    await conn.execute_fetchall("BEGIN IMMEDIATE")
-    try:
-        existing = await _tables(conn)
-        if _SEARCH not in existing:
-            # A new index gets the triggers that go with it (an index dropped by hand may have
-            # left older ones behind).
-            for trigger in _SEARCH_TRIGGERS:
-                await conn.execute_fetchall(f"DROP TRIGGER IF EXISTS {trigger}")
-        for statement in _statements(schema_sql()):
-            await conn.execute_fetchall(statement)
-        if "job_log_counts" not in existing:
-            started = time.monotonic()
-            await conn.execute_fetchall(_COUNTS_FILL)
-            logger.info("filled job_log_counts in %.3f s", time.monotonic() - started)
-        if _SEARCH not in existing:
-            # Every line there is now is pending; any line added from here on is indexed by
-            # its trigger, as its id is above upto.
+
+
+async def _pending_builds(conn: aiosqlite.Connection, existing: set[str]) -> Pending:
+    """In the schema's transaction: a build of every run or line already there for each
+    table just created (any added from here on is taken by its trigger, as its id is above
+    upto); and what is pending, from this start or an earlier one."""
+    pending = {}
+    for table, build, source in (
+        (_BY_STATUS, _BY_STATUS_BUILD, "job_logs"),
+        (_SEARCH, _SEARCH_BUILD, "job_log_details"),
+    ):
+        if table not in existing:
             await conn.execute_fetchall(
-                "INSERT INTO search_index_build (id, done, upto) "
-                "SELECT 1, 0, max(id) FROM job_log_details HAVING max(id) IS NOT NULL"
+                f"INSERT INTO {build} (id, done, upto) "
+                f"SELECT 1, 0, max(id) FROM {source} HAVING max(id) IS NOT NULL"
             )
-        pending = await conn.execute_fetchall("SELECT done, upto FROM search_index_build")
-        await conn.commit()
-    except BaseException:
-        with suppress(sqlite3.Error):
-            await asyncio.shield(conn.rollback())
-        raise
-    if pending:
-        (row,) = pending
-        logger.info("the search index is incomplete: lines %d to %d to index", *row)
-    return not pending
+        rows = list(await conn.execute_fetchall(f"SELECT done, upto FROM {build}"))
+        if rows:
+            logger.info("%s: ids %d to %d of %s to add", table, *rows[0], source)
+        pending[table] = bool(rows)
+    return Pending(by_status=pending[_BY_STATUS], search=pending[_SEARCH])
 
 
 async def _tables(conn: aiosqlite.Connection) -> set[str]:
@@ -125,36 +172,79 @@ def _only_comments(statement: str) -> bool:
     return all(not line.strip() or line.strip().startswith("--") for line in statement.splitlines())
 
 
-# One batch: the lines of the next ``ids`` ids above the watermark (ids are dense, bar the
-# lines deleted since), and the watermark moved past them; no row left once it reaches upto.
-_BATCH = f"""
+# One batch of a build: the rows of the next ``ids`` ids above the watermark (ids are dense,
+# bar the rows deleted since), and the watermark moved past them; no row left once it reaches
+# upto. ``{{ids}}`` is the batch's size.
+def _batch(build: str, insert: str, select: str, source: str) -> str:
+    return f"""
 BEGIN IMMEDIATE;
-INSERT INTO {_SEARCH} (rowid, message)
-  SELECT d.id, d.message FROM search_index_build AS b
-  JOIN job_log_details AS d ON d.id > b.done AND d.id <= min(b.upto, b.done + {{ids}});
-UPDATE search_index_build SET done = min(upto, done + {{ids}});
-DELETE FROM search_index_build WHERE done >= upto;
+INSERT INTO {insert}
+  SELECT {select} FROM {build} AS b
+  JOIN {source} AS r ON r.id > b.done AND r.id <= min(b.upto, b.done + {{ids}});
+UPDATE {build} SET done = min(upto, done + {{ids}});
+DELETE FROM {build} WHERE done >= upto;
 COMMIT;
 """
 
 
 @dataclass(frozen=True)
+class _Stage:
+    """One thing the background build adds to an adopted database, batch by batch."""
+
+    what: str
+    build_table: str
+    batch: str
+
+    def ready(self, db: Database) -> bool:
+        return db.by_status_ready if self.build_table == _BY_STATUS_BUILD else db.search_ready
+
+    def set_ready(self, db: Database) -> None:
+        if self.build_table == _BY_STATUS_BUILD:
+            db.by_status_ready = True
+        else:
+            db.search_ready = True
+
+
+_BY_STATUS_BUILD = "job_logs_by_status_build"
+_SEARCH_BUILD = "search_index_build"
+# The runs first: a tenth as many rows, and the reads of every status filter wait for them.
+_STAGES = (
+    _Stage(
+        "the runs by status",
+        _BY_STATUS_BUILD,
+        _batch(
+            _BY_STATUS_BUILD,
+            f"{_BY_STATUS} (status, created_at, id)",
+            "r.status, r.created_at, r.id",
+            "job_logs",
+        ),
+    ),
+    _Stage(
+        "the search index",
+        _SEARCH_BUILD,
+        _batch(_SEARCH_BUILD, f"{_SEARCH} (rowid, message)", "r.id, r.message", "job_log_details"),
+    ),
+)
+
+
+@dataclass(frozen=True)
 class BuildProgress:
-    """How far the search index build is: lines up to ``done`` of ``upto`` are indexed."""
+    """How far a build is: rows up to ``done`` of ``upto`` are in."""
 
     done: int
     upto: int
 
     @property
     def fraction(self) -> float:
-        """The share of the pending id range indexed so far, 0 to 1."""
+        """The share of the pending id range done so far, 0 to 1."""
         return 1.0 if self.upto <= 0 else min(1.0, self.done / self.upto)
 
 
-class SearchIndexBuild:
-    """Builds the search index of an adopted database in short batches, in the background.
+class BackgroundBuild:
+    """Builds what an adopted database lacks — the runs by status, then the search index — in
+    short batches, in the background.
 
-    Each batch is one write transaction of at most ``max_rows`` lines, sized to take about
+    Each batch is one write transaction of at most ``max_rows`` rows, sized to take about
     ``target_seconds``; between batches the lock is left free for ``pause_seconds``. Another
     writer that finds the lock taken sleeps and retries (SQLite's busy handler, at most 25 ms
     apart in its first 128 ms of waiting): the pause is longer than that gap, so such a
@@ -173,6 +263,7 @@ class SearchIndexBuild:
         log_every_seconds: float = 30.0,
     ) -> None:
         self._db = db
+        self._first_rows = first_rows
         self._ids = max(1, min(first_rows, max_rows))
         self._max_rows = max_rows
         self._target = target_seconds
@@ -190,29 +281,37 @@ class SearchIndexBuild:
 
     @property
     def complete(self) -> bool:
-        """Whether the index holds every line (then ``db.search_ready`` is True)."""
-        return self._db.search_ready
+        """Whether every stage is complete (``db.by_status_ready`` and ``db.search_ready``)."""
+        return all(stage.ready(self._db) for stage in _STAGES)
+
+    def _stage(self) -> _Stage | None:
+        return next((stage for stage in _STAGES if not stage.ready(self._db)), None)
 
     async def step(self) -> bool:
-        """Index one batch of pending lines; True once the index is complete."""
+        """Add one batch of pending rows; True once every stage is complete."""
+        stage = self._stage()
+        if stage is None:
+            return True
         if self.progress is None:
-            self.progress = await read_progress(self._db)
+            self.progress = await _progress(self._db, stage.build_table)
         if self.progress is not None:
             started = time.monotonic()
             # One trip to the writer's thread, BEGIN to COMMIT (see Database.write_script);
             # the batch and the watermark move together.
-            await self._db.write_script(_BATCH.format(ids=int(self._ids)))
+            await self._db.write_script(stage.batch.format(ids=int(self._ids)))
             self.held = time.monotonic() - started
             self.longest = max(self.longest, self.held)
             if self.held > 0.1:
                 logger.debug("a batch of %d ids took %.0f ms", self._ids, self.held * 1000)
             self._resize(self.held)
             self.batches += 1
-            self.progress = await read_progress(self._db)
+            self.progress = await _progress(self._db, stage.build_table)
         if self.progress is None:
-            self._db.search_ready = True
-            return True
-        return False
+            stage.set_ready(self._db)
+            logger.info("%s is complete", stage.what)
+            # The next stage's rows cost another time each: start it small again.
+            self._ids = max(1, min(self._first_rows, self._max_rows))
+        return self.complete
 
     def _resize(self, took: float) -> None:
         """Aim the next batch at the target time, changing by at most half or double."""
@@ -230,7 +329,8 @@ class SearchIndexBuild:
             except Exception as exc:  # a locked database, a full disk: try again later
                 self.failures += 1
                 logger.warning(
-                    "building the search index failed (trying again in %.0f s): %s",
+                    "building %s failed (trying again in %.0f s): %s",
+                    self._what(),
                     self._retry,
                     exc,
                 )
@@ -239,18 +339,23 @@ class SearchIndexBuild:
             if self.progress is not None and time.monotonic() - logged >= self._log_every:
                 logged = time.monotonic()
                 logger.info(
-                    "building the search index: %.0f %% (line %d of %d)",
+                    "building %s: %.0f %% (id %d of %d)",
+                    self._what(),
                     self.progress.fraction * 100,
                     self.progress.done,
                     self.progress.upto,
                 )
             await asyncio.sleep(self._pause_after(self.held))
         logger.info(
-            "the search index is complete (%d batches, the longest %.0f ms; %.1f s)",
+            "the background build is complete (%d batches, the longest %.0f ms; %.1f s)",
             self.batches,
             self.longest * 1000,
             time.monotonic() - started,
         )
+
+    def _what(self) -> str:
+        stage = self._stage()
+        return "nothing" if stage is None else stage.what
 
     def _pause_after(self, held: float) -> float:
         """How long to leave the lock free after a batch that held it ``held`` seconds.
@@ -264,9 +369,9 @@ class SearchIndexBuild:
         return max(self._pause, sleep + 0.01)
 
     def start(self) -> None:
-        """Run :meth:`run` in a task of its own, unless the index is already complete."""
+        """Run :meth:`run` in a task of its own, unless there is nothing to build."""
         if not self.complete and self._task is None:
-            self._task = asyncio.create_task(self.run(), name="search-index-build")
+            self._task = asyncio.create_task(self.run(), name="background-build")
 
     async def close(self) -> None:
         """Stop the build (a batch under way is rolled back; it is done again next time)."""
@@ -280,5 +385,9 @@ class SearchIndexBuild:
 
 async def read_progress(db: Database) -> BuildProgress | None:
     """How far the search index build is, as committed; None when it is complete."""
-    rows = await db.read("SELECT done, upto FROM search_index_build")
+    return await _progress(db, _SEARCH_BUILD)
+
+
+async def _progress(db: Database, build_table: str) -> BuildProgress | None:
+    rows = await db.read(f"SELECT done, upto FROM {build_table}")
     return BuildProgress(rows[0]["done"], rows[0]["upto"]) if rows else None

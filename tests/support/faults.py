@@ -41,7 +41,10 @@ SERVICE_TABLES = {
     "job_log_details_search_data",
     "job_log_details_search_docsize",
     "job_log_details_search_idx",
-    # Where the background build of the search index over an adopted history stands.
+    # The runs in (status, created_at) order, and where the background builds of an adopted
+    # history stand.
+    "job_logs_by_status",
+    "job_logs_by_status_build",
     "search_index_build",
 }
 """Every table a healthy database holds between runs (no staging table)."""
