@@ -5,19 +5,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import appkeys
-from service.http.params import DetailParams, ListParams, OneParams, parse
+from service.http import text_follow
+from service.http.params import DetailParams, ListParams, OneParams, TextParams, parse
 from service.http.replies import reply
 from service.store import (
+    Database,
     NotFound,
     count_by_status,
     detail_page_json,
     iter_details,
     job_log,
     job_log_with_details_json,
+    latest_job_log,
     latest_with_details_json,
     list_job_logs_json,
 )
-from service.wire import iso_z
+from service.wire import JobLog, iso_z
 
 
 async def list_logs(request: web.Request) -> web.Response:
@@ -59,9 +62,15 @@ async def details(request: web.Request) -> web.Response:
 
 
 async def text(request: web.Request) -> web.StreamResponse:
-    """The whole log as text, one line per detail, streamed page by page."""
+    """The whole log as text, one line per detail, streamed page by page; ``follow=true``:
+    its lines as they are written, until it ends (see :mod:`service.http.text_follow`)."""
     db = request.app[appkeys.DATABASE]
-    log = await job_log(db, request.match_info["ref"])
+    params = parse(TextParams, request.query)
+    ref = request.match_info.get("ref")
+    log = await (job_log(db, ref) if ref is not None else _latest(db, params.follow))
+    if params.follow:
+        return await text_follow.follow(request, log)
+    assert log is not None  # without follow, _latest raises NotFound instead
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/plain; charset=utf-8",
@@ -76,6 +85,16 @@ async def text(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _latest(db: Database, follow: bool) -> JobLog | None:
+    """``latest.txt``: the newest run; to follow, None (the run going on, or the next)."""
+    if follow:
+        return None
+    log = await latest_job_log(db)
+    if log is None:
+        raise NotFound("there is no job log yet")
+    return log
+
+
 def _one_line(message: str) -> str:
     return message.replace("\r\n", "\\n").replace("\n", "\\n").replace("\r", "\\n")
 
@@ -85,6 +104,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/job_logs", list_logs)
     app.router.add_get("/api/job_logs/stats", stats)
     app.router.add_get("/api/job_logs/latest", latest)
+    app.router.add_get("/api/job_logs/latest.txt", text)
     app.router.add_get("/api/job_logs/{ref}.txt", text)
     app.router.add_get("/api/job_logs/{ref}/details", details)
     app.router.add_get("/api/job_logs/{ref}", one)

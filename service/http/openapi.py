@@ -223,25 +223,46 @@ def _history_paths() -> dict[str, Any]:
             "get": {
                 "operationId": "getJobLogText",
                 "summary": "The whole job log as text, one line per detail",
-                "parameters": [_REF],
+                "description": _FOLLOW,
+                "parameters": [_REF, *_query(params.TextParams)],
                 "responses": {
                     "200": {
-                        **_answer(
-                            "The log as text",
-                            headers={
-                                "Content-Disposition": _header(
-                                    'attachment; filename="<name>.txt"',
-                                    {"type": "string", "pattern": r'^attachment; filename="'},
-                                )
-                            },
-                        ),
+                        **_answer("The log as text (a download unless follow=true)"),
                         "content": text,
                     },
+                    "400": _BAD_PARAMETER,
                     "404": _NOT_FOUND,
+                    "503": _answer(
+                        "follow=true: SSE_MAX_CLIENTS streams are open already", "ErrorOut"
+                    ),
+                },
+            }
+        },
+        "/api/job_logs/latest.txt": {
+            "get": {
+                "operationId": "getLatestJobLogText",
+                "summary": "The newest job log as text; follow=true: the run going on, or the next",
+                "description": _FOLLOW,
+                "parameters": _query(params.TextParams),
+                "responses": {
+                    "200": {**_answer("The log as text"), "content": text},
+                    "400": _BAD_PARAMETER,
+                    "404": _NOT_FOUND,
+                    "503": _answer(
+                        "follow=true: SSE_MAX_CLIENTS streams are open already", "ErrorOut"
+                    ),
                 },
             }
         },
     }
+
+
+_FOLLOW = (
+    "Without follow: the lines as `<UTC ISO time>  <message>`, as an attachment. With "
+    "follow=true: `HH:MM:SS.mmm  <message>` in the service's TIMEZONE, each line as it is "
+    "written (by this service or another process), the response ending when the run ends "
+    "(`curl -N`). A message's own line breaks are written as `\\n`."
+)
 
 
 def _run_paths() -> dict[str, Any]:

@@ -134,6 +134,13 @@ class OneParams(_Params):
     details: bool = True
 
 
+class TextParams(_Params):
+    """``GET /api/job_logs/{ref}.txt``: ``follow=true`` streams the lines as they are written
+    until the run ends."""
+
+    follow: bool = False
+
+
 class DetailParams(_Params):
     """``GET /api/job_logs/{ref}/details``."""
 
