@@ -18,6 +18,7 @@ from service.http.auth import access_control
 from service.http.errors import json_errors
 from service.http.params import strict_query
 from service.http.security import security_headers
+from service.late_watch import LateWatch
 from service.metrics import Metrics
 from service.notify import Notifier
 from service.retention import Retention
@@ -122,9 +123,17 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         )
         app[appkeys.SCHEDULER] = runner
         await runner.start()
+        late = None
+        if notifier is not None:
+            late = LateWatch(
+                app[appkeys.DATABASE], notifier, settings.plan(), settings.late_after, clock
+            )
+            late.start()
         try:
             yield
         finally:
+            if late is not None:
+                await late.close()
             await runner.stop()
 
     app.cleanup_ctx.extend([databases, credentials, hub, housekeeping, scheduler])

@@ -10,6 +10,7 @@ from service.clock import Clock
 from service.notify import Notifier
 from service.runlock import RunLock
 from service.runlog import DetailListener
+from service.schedule import Cron
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import Source
@@ -86,6 +87,7 @@ def build_scheduler(
         job=lambda: SyncJob(db, target, source, options, on_detail=on_detail),
         lock=RunLock.beside(settings.database_path),
         interval_seconds=settings.sync_interval_seconds,
+        cron=plan if isinstance(plan := settings.plan(), Cron) else None,
         on_start=settings.sync_on_start,
         timeout_seconds=settings.sync_timeout_seconds,
         clock=clock,

@@ -1,4 +1,5 @@
-"""Failure notices over a webhook: a POST when a run fails, and when one succeeds after failures.
+"""Failure notices over a webhook: a POST when a run fails, when one succeeds after failures,
+and when the sync turns late (``sync_late``, see :mod:`service.late_watch`).
 
 The job never waits for a notice: :meth:`Notifier.run_ended` schedules its delivery and returns.
 Whether a success is a recovery is read from the database, so it holds across restarts.
@@ -16,13 +17,14 @@ import os
 import re
 import ssl
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Literal
 
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from service.store import Database, last_details, previous_finished_status
-from service.wire import JobLog, JobLogDetail, Status
+from service.wire import JobLog, JobLogDetail, Status, iso_z
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ _USER_AGENT = "joblog-service notifier"
 # An OpenSSL reason code such as CERTIFICATE_VERIFY_FAILED; anything else may name the host.
 _TLS_REASON = re.compile(r"[A-Z0-9_]{1,64}")
 
-Event = Literal["run_failed", "run_recovered"]
+Event = Literal["run_failed", "run_recovered", "sync_late"]
 
 
 class Notice(BaseModel):
@@ -45,7 +47,7 @@ class Notice(BaseModel):
 
     event: Event
     text: str = Field(description="One sentence in Slack's message format, with the run's link.")
-    job_log: JobLog
+    job_log: JobLog = Field(description="The run; for sync_late, the latest run.")
     details: list[JobLogDetail] = Field(description="The run's last 20 lines, oldest first.")
     url: str | None = Field(description="The run's page under PUBLIC_URL; null when unset.")
 
@@ -82,13 +84,16 @@ def notice_text(event: Event, log: JobLog, details: list[JobLogDetail], url: str
         last = errors[-1] if errors else details[-1].message if details else None
         sentence = f"Sync run {log.name} failed"
         if last is not None:
-            message = " ".join(last.split())
-            if len(message) > _TEXT_MESSAGE_CHARS:
-                message = message[: _TEXT_MESSAGE_CHARS - 1] + "…"
-            sentence += f": {message}"
+            sentence += f": {_quoted(last)}"
     # Slack (and CommonMark) read <…> as a link; the message itself must not open one.
     sentence = sentence.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     return f"{sentence} <{url}>" if url else sentence
+
+
+def _quoted(message: str) -> str:
+    """A message on one line, cut to the length a one-line notice quotes."""
+    flat = " ".join(message.split())
+    return flat if len(flat) <= _TEXT_MESSAGE_CHARS else flat[: _TEXT_MESSAGE_CHARS - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,41 @@ class Notifier:
             log.name, "run_failed" if log.status is Status.error else None
         )
         task.add_done_callback(self._forget)
+
+    def sync_late(self, log: JobLog, last_success: datetime, late_since: datetime) -> None:
+        """Schedule a ``sync_late`` notice (``log``: the latest run) and return at once."""
+        if self._session is None:
+            logger.warning("webhook notice sync_late dropped: the notifier is not running")
+            return
+        task = asyncio.create_task(
+            self._late(log, last_success, late_since), name="notify-sync-late"
+        )
+        self._pending[task] = _Pending(log.name, "sync_late")
+        task.add_done_callback(self._forget)
+
+    async def _late(self, log: JobLog, last_success: datetime, late_since: datetime) -> None:
+        try:
+            details = await last_details(self._db, log.id, DETAILS_SENT)
+        except Exception:
+            logger.exception("webhook notice sync_late could not be prepared")
+            return
+        url = f"{self._public_url.rstrip('/')}/runs/{log.name}" if self._public_url else None
+        errors = [d.message for d in details if d.message.startswith("ERROR")]
+        sentence = (
+            f"Sync is late: no success since {iso_z(last_success)} "
+            f"(late since {iso_z(late_since)}); latest run {log.name}, {log.status.name}"
+        )
+        if errors:
+            sentence += f": {_quoted(errors[-1])}"
+        sentence = sentence.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+        notice = Notice(
+            event="sync_late",
+            text=f"{sentence} <{url}>" if url else sentence,
+            job_log=log,
+            details=details,
+            url=url,
+        )
+        await self._deliver(log.name, notice)
 
     async def drain(self, timeout: float) -> None:  # noqa: ASYNC109 - a bound, not a cancel
         """Wait up to ``timeout`` seconds for the deliveries under way (``run-once`` exits

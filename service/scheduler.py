@@ -18,6 +18,7 @@ from functools import partial
 from service.clock import Clock
 from service.runlock import RunLock
 from service.runlog import DetailListener
+from service.schedule import Cron, paused
 from service.store import (
     Database,
     close_unfinished,
@@ -56,6 +57,7 @@ class Scheduler:
         lock: RunLock,
         interval_seconds: float,
         on_start: bool,
+        cron: Cron | None = None,
         timeout_seconds: float,
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -67,6 +69,7 @@ class Scheduler:
         self._job = job
         self._lock = lock
         self._interval = interval_seconds
+        self._cron = cron
         self._on_start = on_start
         self._timeout = timeout_seconds
         self._clock = clock
@@ -90,7 +93,7 @@ class Scheduler:
                 await self._close_stale()
             finally:
                 self._lock.release()
-        if self._interval > 0 or self._on_start:
+        if self._cron is not None or self._interval > 0 or self._on_start:
             self._loop = asyncio.create_task(self._cadence(), name="sync-scheduler")
 
     async def stop(self) -> None:
@@ -231,6 +234,9 @@ class Scheduler:
 
     async def _cadence(self) -> None:
         """Run on start (if set), then every interval on a fixed grid; missed ticks count."""
+        if self._cron is not None:
+            await self._cron_cadence(self._cron)
+            return
         started = self._clock()
         if self._interval <= 0:
             await self._tick()
@@ -243,6 +249,20 @@ class Scheduler:
             await self._tick()
             due, missed = next_due(due, self._clock(), interval)
             self.skipped_ticks += missed
+
+    async def _cron_cadence(self, cron: Cron) -> None:
+        """Run at each time of the cron schedule (and on start, unless it is paused then);
+        times that pass while a run goes on are skipped and counted."""
+        if self._on_start and not paused(cron, self._clock()):
+            await self._tick()
+        while True:
+            due = cron.next_after(self._clock())
+            if due is None:
+                return
+            self.next_run_at = due
+            await self._sleep(max(0.0, (due - self._clock()).total_seconds()))
+            await self._tick()
+            self.skipped_ticks += cron.due_between(due, self._clock())
 
     async def _tick(self) -> None:
         try:

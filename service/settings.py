@@ -6,6 +6,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
@@ -20,6 +21,8 @@ from pydantic import (
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from service.schedule import Cron, Grid, InvalidSchedule, Plan
 
 _HOSTNAME = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -112,7 +115,24 @@ class Settings(BaseSettings):
     sync_interval_seconds: Annotated[float, Field(ge=0, le=31 * 86400)] = Field(
         default=300, description="Seconds between scheduled runs; 0 turns the schedule off."
     )
-    sync_on_start: bool = Field(default=True, description="Run once as soon as the service starts.")
+    sync_schedule: str | None = Field(
+        default=None,
+        description=(
+            "A cron expression (minute hour day month weekday) evaluated in TIMEZONE, e.g. "
+            "'*/5 6-22 * * 1-6'; unset, the SYNC_INTERVAL_SECONDS grid."
+        ),
+    )
+    sync_late_after_seconds: Annotated[float, Field(gt=0, le=31 * 86400)] | None = Field(
+        default=None,
+        description=(
+            "The sync is late when no run succeeded for this long (scheduled time only); "
+            "unset, three of the schedule's usual gaps."
+        ),
+    )
+    sync_on_start: bool = Field(
+        default=True,
+        description="Run once as soon as the service starts (with SYNC_SCHEDULE: unless paused).",
+    )
     sync_timeout_seconds: Annotated[float, Field(gt=0, le=86400)] = Field(
         default=900, description="A run longer than this ends as error."
     )
@@ -361,6 +381,29 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The time zone that job-log names are written in."""
         return ZoneInfo(self.timezone)
+
+    @field_validator("sync_schedule")
+    @classmethod
+    def _schedule_is_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return Cron.parse(value.strip(), ZoneInfo("UTC")).expression
+        except InvalidSchedule as exc:
+            raise ValueError(str(exc)) from None
+
+    def plan(self) -> Plan:
+        """When runs are due: the cron schedule, or the interval grid."""
+        if self.sync_schedule is not None:
+            return Cron.parse(self.sync_schedule, self.zone)
+        return Grid(timedelta(seconds=self.sync_interval_seconds))
+
+    @property
+    def late_after(self) -> timedelta | None:
+        """SYNC_LATE_AFTER_SECONDS, if set."""
+        if self.sync_late_after_seconds is None:
+            return None
+        return timedelta(seconds=self.sync_late_after_seconds)
 
 
 # Headers that a client or a proxy sends for its own purposes: never a user name.

@@ -10,15 +10,19 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
 from pydantic import SecretStr
 from pytest_aiohttp import AiohttpServer
 
+from service.late_watch import LateWatch
 from service.notify import Notifier, parse_retry_after
+from service.schedule import Cron, Grid
 from service.store import (
     Database,
     add_detail,
@@ -484,3 +488,47 @@ async def test_run_once_waits_for_its_notice(receiver: Receiver, tmp_path: Path)
     assert receiver.events == ["run_failed"]
     for secret in SECRET_PARTS:
         assert secret not in (out + err).decode()
+
+
+async def test_sync_late_is_posted_once_per_episode(
+    db: Database, clock: FakeClock, receiver: Receiver, make_notifier: MakeNotifier
+) -> None:
+    notifier = await make_notifier(receiver.url, public_url="https://joblog.plant.example/")
+    watch = LateWatch(db, notifier, Grid(timedelta(minutes=5)), None, clock)
+    await succeeded_run(db, clock)
+    assert not await watch.check()
+    clock.advance(16 * 60)  # no success for three intervals and more
+    failed = await failed_run(db, clock, ["Connecting…"], "ERROR: Login failed for user 'sync'")
+    assert await watch.check()
+    async with asyncio.timeout(10):
+        await receiver.arrived.wait()
+    (notice,) = receiver.requests
+    assert notice.body["event"] == "sync_late"
+    assert notice.body["job_log"]["name"] == failed.name
+    assert notice.body["text"].startswith("Sync is late: no success since ")
+    assert "ERROR: Login failed for user 'sync'" in notice.body["text"]
+    assert notice.body["url"] == f"https://joblog.plant.example/runs/{failed.name}"
+    # Still late: not again.
+    clock.advance(600)
+    assert not await watch.check()
+    assert not await watch.check()
+    # Recovered, then late again: a new episode, a new notice.
+    await succeeded_run(db, clock)
+    assert not await watch.check()
+    clock.advance(16 * 60)
+    assert await watch.check()
+    await notifier.drain(10)
+    assert [r.body["event"] for r in receiver.requests] == ["sync_late", "sync_late"]
+
+
+async def test_a_paused_schedule_is_not_late(
+    db: Database, clock: FakeClock, receiver: Receiver, make_notifier: MakeNotifier
+) -> None:
+    notifier = await make_notifier(receiver.url)
+    # Only at 03:00 on the 1st of January: a day without a success is a pause, not late.
+    watch = LateWatch(db, notifier, Cron.parse("* 3 1 1 *", ZoneInfo("UTC")), None, clock)
+    await succeeded_run(db, clock)
+    clock.advance(86400)
+    assert not await watch.check()
+    await notifier.drain(1)
+    assert receiver.requests == []

@@ -18,12 +18,10 @@ from service.credentials import Role
 from service.http import payloads
 from service.http.auth import CALLER, Access, requires
 from service.http.replies import NO_STORE, reply
+from service.schedule import Cron, Freshness, freshness
 from service.sources import SourceDescription
 from service.store import StoreError, Unready, last_success_at, latest_job_log, read_progress
 from service.wire import JobLog
-
-# The sync is late when its last success is older than this many intervals.
-LATE_AFTER_INTERVALS = 3
 
 
 @requires(Access.public)
@@ -67,7 +65,6 @@ async def readyz(request: web.Request) -> web.Response:
             search_progress = 1.0 if progress is None else round(progress.fraction, 4)
         except (StoreError, sqlite3.Error):
             pass  # the database check above says what is wrong
-    interval = app[appkeys.SETTINGS].sync_interval_seconds
     ready = database == "ok" and scheduler_check == "ok"
     body = payloads.ReadyOut(
         status="ready" if ready else "unready",
@@ -76,7 +73,7 @@ async def readyz(request: web.Request) -> web.Response:
         last_run=last_run,
         last_success_at=last_success,
         next_run_at=scheduler.next_run_at,
-        sync=sync_state(last_success, app[appkeys.CLOCK](), interval),
+        sync=sync_state(app, last_success),
         search="ready" if db.search_ready else "building",
         search_progress=search_progress,
     )
@@ -103,15 +100,32 @@ def _discreet(body: payloads.ReadyOut) -> payloads.ReadyOut:
 
 
 def sync_state(
-    last_success: datetime | None, now: datetime, interval_seconds: float
-) -> Literal["ok", "late", "never"]:
-    """``never`` before the first success; ``late`` when it is older than 3 intervals."""
-    if last_success is None:
-        return "never"
-    if interval_seconds <= 0:  # no schedule: nothing is ever late
-        return "ok"
-    late = timedelta(seconds=LATE_AFTER_INTERVALS * interval_seconds)
-    return "late" if now - last_success > late else "ok"
+    app: web.Application, last_success: datetime | None
+) -> Literal["ok", "late", "never", "paused"]:
+    """The sync's state for /readyz: ``ok`` when fresh (see :func:`sync_freshness`)."""
+    state = sync_freshness(app, last_success).state
+    return "ok" if state == "fresh" else state
+
+
+def sync_freshness(app: web.Application, last_success: datetime | None) -> Freshness:
+    """How fresh open_orders is now, by the settings' schedule."""
+    settings = app[appkeys.SETTINGS]
+    now = app[appkeys.CLOCK]()
+    return freshness(last_success, now, settings.plan(), settings.late_after)
+
+
+def next_runs(app: web.Application, count: int = 3) -> list[datetime]:
+    """The next ``count`` scheduled runs: the cron schedule's, or the grid's from the
+    scheduler's next tick."""
+    settings = app[appkeys.SETTINGS]
+    plan = settings.plan()
+    if isinstance(plan, Cron):
+        return plan.upcoming(app[appkeys.CLOCK](), count)
+    first = app[appkeys.SCHEDULER].next_run_at
+    if first is None or settings.sync_interval_seconds <= 0:
+        return []
+    interval = timedelta(seconds=settings.sync_interval_seconds)
+    return [first + k * interval for k in range(count)]
 
 
 @requires(Access.metrics)

@@ -18,6 +18,29 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class LastErrorOut(_Out):
+    """The latest failed run and the first line of its ERROR line."""
+
+    job_log: JobLog
+    line: str
+
+
+class SyncOut(_Out):
+    """How fresh ``open_orders`` is (see service/schedule.py)."""
+
+    state: Literal["fresh", "late", "never", "paused"] = Field(
+        description=(
+            "fresh: the last success is recent enough; late: no success for "
+            "SYNC_LATE_AFTER_SECONDS of scheduled time (default three usual gaps); never: no "
+            "success yet; paused: outside the schedule until next_run_at."
+        )
+    )
+    late_since: UtcDatetime | None = Field(description="When the sync turned late.")
+    schedule: str | None = Field(description="SYNC_SCHEDULE, or null for the interval grid.")
+    next_runs: list[UtcDatetime] = Field(description="The next three scheduled runs.")
+    last_error: LastErrorOut | None = Field(description="The latest failed run, if any.")
+
+
 class StatusOut(_Out):
     """What the page's header shows."""
 
@@ -26,6 +49,7 @@ class StatusOut(_Out):
     next_run_at: UtcDatetime | None
     running: JobLog | None
     last_success_at: UtcDatetime | None
+    sync: SyncOut
 
 
 class ReadyChecksOut(_Out):
@@ -44,8 +68,11 @@ class ReadyOut(_Out):
     last_run: JobLog | None
     last_success_at: UtcDatetime | None
     next_run_at: UtcDatetime | None
-    sync: Literal["ok", "late", "never"] = Field(
-        description="late: the last success is older than 3 intervals; never: no success yet."
+    sync: Literal["ok", "late", "never", "paused"] = Field(
+        description=(
+            "late: no success for SYNC_LATE_AFTER_SECONDS of scheduled time (default three "
+            "usual gaps); never: no success yet; paused: outside SYNC_SCHEDULE."
+        )
     )
     search: Literal["ready", "building"] = Field(
         default="ready",

@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import appkeys
-from service.http import payloads
+from service.http import health, payloads
 from service.http.auth import Access, requires
 from service.http.errors import error_body
 from service.http.params import RunParams, parse
 from service.http.replies import reply
 from service.scheduler import RunInProgress
-from service.store import job_log, last_success_at, open_job_logs
+from service.store import job_log, last_error, last_success_at, open_job_logs
 from service.wire import JobLog
 
 CANCELLED = "Cancelled by request"
@@ -26,6 +26,8 @@ async def status(request: web.Request) -> web.Response:
     scheduler = request.app[appkeys.SCHEDULER]
     running = await _running(request)
     last = await last_success_at(db)
+    fresh = health.sync_freshness(request.app, last)
+    failed = await last_error(db)
     return reply(
         payloads.StatusOut(
             source=request.app[appkeys.SOURCE].description,
@@ -33,6 +35,17 @@ async def status(request: web.Request) -> web.Response:
             next_run_at=scheduler.next_run_at,
             running=running,
             last_success_at=last,
+            sync=payloads.SyncOut(
+                state=fresh.state,
+                late_since=fresh.late_since,
+                schedule=request.app[appkeys.SETTINGS].sync_schedule,
+                next_runs=health.next_runs(request.app),
+                last_error=(
+                    None
+                    if failed is None
+                    else payloads.LastErrorOut(job_log=failed.job_log, line=failed.line)
+                ),
+            ),
         )
     )
 

@@ -41,6 +41,7 @@ from .purge import (
 )
 from .reads import (
     DetailPageJson,
+    LastError,
     changes_since,
     count_by_status,
     detail_page,
@@ -53,6 +54,7 @@ from .reads import (
     job_log_with_details_json,
     last_detail_id,
     last_details,
+    last_error,
     last_success_at,
     latest_job_log,
     latest_with_details_json,
@@ -98,6 +100,7 @@ __all__ = [
     "InvalidMessage",
     "InvalidTransition",
     "JobLogQuery",
+    "LastError",
     "MonthCount",
     "NotFound",
     "Purgeable",
@@ -131,6 +134,7 @@ __all__ = [
     "job_log_with_details_json",
     "last_detail_id",
     "last_details",
+    "last_error",
     "last_success_at",
     "latest_job_log",
     "latest_with_details_json",

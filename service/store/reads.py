@@ -186,6 +186,34 @@ async def last_success_at(db: Database) -> datetime | None:
     return from_db(rows[0]["updated_at"]) if rows else None
 
 
+@dataclass(frozen=True)
+class LastError:
+    """The latest failed run and the first line of its last message (its ERROR line)."""
+
+    job_log: JobLog
+    line: str
+
+
+async def last_error(db: Database) -> LastError | None:
+    """The latest run that ended in error, with its last line's first line; None if none."""
+    newest = (
+        "SELECT id FROM job_logs_by_status WHERE status = ? "
+        "ORDER BY created_at DESC, id DESC LIMIT 1"
+        if db.by_status_ready
+        else "SELECT id FROM job_logs WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT 1"
+    )
+    rows = await db.read(
+        f"SELECT {_LOG_OF_L}, (SELECT d.message FROM job_log_details AS d "
+        "WHERE d.job_log_id = l.id ORDER BY d.id DESC LIMIT 1) AS message "
+        f"FROM job_logs AS l WHERE l.id = ({newest})",
+        (int(Status.error),),
+    )
+    if not rows:
+        return None
+    message = rows[0]["message"] or ""
+    return LastError(job_log_from_row(rows[0]), message.splitlines()[0] if message else "")
+
+
 async def previous_finished_status(db: Database, job_log_id: int) -> Status | None:
     """How the last finished run before this one (highest id below it) ended; None if none."""
     rows = await db.read(
