@@ -4,6 +4,7 @@
 
 import { ApiError, whenUnauthorized } from "./api.js";
 import { $, say } from "./dom.js";
+import { setTitle } from "./freshness.js";
 import { connect, disconnect, whenClosed } from "./live.js";
 import * as overview from "./overview.js";
 import * as runs from "./runs.js";
@@ -30,7 +31,7 @@ function route() {
     runView.open(match[1]);
   } else {
     runView.close();
-    document.title = "Job log";
+    setTitle("Job log");
     overview.refresh();
     runs.load();
   }
@@ -60,7 +61,7 @@ function end() {
   runView.forget();
   overview.clear();
   runs.clear();
-  document.title = "Job log";
+  setTitle("Job log");
   $("views").hidden = true;
 }
 

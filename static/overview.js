@@ -2,10 +2,14 @@
 
 import { getJSON, post, report } from "./api.js";
 import { $, STATUS_WORDS, badge, duration, el, say, svg, when } from "./dom.js";
+import * as freshness from "./freshness.js";
 import { onJobLog } from "./live.js";
 
 let running = null;
 let refreshing = null;
+// Freshness changes with time alone (a sync that stops runs writes no events): look again.
+const STATUS_EVERY_MS = 30_000;
+let again = null;
 
 export function start(navigate) {
   $("run-now").addEventListener("click", () => runNow(navigate));
@@ -28,6 +32,8 @@ export async function refresh() {
       getJSON("api/job_logs?per_page=100"),
     ]);
     if (ticket !== asked) return;  // a newer answer is on its way
+    clearTimeout(again);
+    again = setTimeout(refreshSoon, STATUS_EVERY_MS);
     header(status);
     counts(stats);
     latest(recent.items[0]);
@@ -41,6 +47,8 @@ export async function refresh() {
 export function clear() {
   asked += 1;
   clearTimeout(refreshing);
+  clearTimeout(again);
+  freshness.clear();
   running = null;
   $("source").textContent = "…";
   $("next-run").textContent = "…";
@@ -54,7 +62,10 @@ export function clear() {
 function header(status) {
   const source = status.source.kind === "demo" ? "demo source" : status.source.server || "ODBC";
   $("source").textContent = source;
-  $("next-run").textContent = status.next_run_at ? when(status.next_run_at) : "not scheduled";
+  const next = status.sync.next_runs;
+  $("next-run").textContent = next.length ? when(next[0]) : "not scheduled";
+  $("next-run").title = next.length ? `Then ${next.slice(1).map(when).join(", ")}` : "";
+  freshness.show(status);
   running = status.running;
   $("run-now").disabled = running !== null;
   $("run-now").title = running ? `Run ${running.name} is in progress` : "Run the sync now";

@@ -1,8 +1,11 @@
-// One run: every line (windowed, so 100,000 lines stay smooth), a live tail while it runs,
-// batch progress, the final banner, find in the whole log, download, copy link, cancel.
+// One run: every line, numbered, with an anchor (runs/<name>#L12); wrapped by default (a toggle,
+// remembered), one line each and windowed past WRAP_MAX lines so 100,000 stay smooth; a live
+// tail while it runs, batch progress, the final banner quoting the error in full with a link
+// to its line, previous and next runs, find in the whole log, download, copy link, cancel.
 
 import { ApiError, getJSON, post, report } from "./api.js";
 import { $, badge, duration, el, say, timeEl, when } from "./dom.js";
+import { setTitle } from "./freshness.js";
 import { reflect } from "./live.js";
 import { isAdmin } from "./session.js";
 
@@ -11,6 +14,8 @@ const OVERSCAN = 20;     // rows rendered above and below the visible ones
 const PAGE = 1000;       // details per request, the API's maximum
 const AHEAD = 4;         // pages asked for at once while loading a run
 const BATCH = /^Batch ([\d,]+)(?:\/([\d,]+))? imported/;
+const WRAP_MAX = 2000;   // lines drawn whole (wrapped); past it, one line each, windowed
+const WRAP_KEY = "joblog.wrap";
 
 let stream = null;
 let lines = [];
@@ -19,6 +24,10 @@ let name = null;
 let stuck = true;
 let drawQueued = false;
 let findTimer = null;
+let wrap = localStorage.getItem(WRAP_KEY) !== "off";
+let rendered = 0;        // lines drawn whole so far (wrapped mode)
+let target = null;       // the line number the address points at (#L12)
+let revealed = false;    // whether the view went to it once the lines were there
 
 export function start() {
   const viewport = $("run-lines");
@@ -33,6 +42,16 @@ export function start() {
     $("jump-latest").hidden = true;
   });
   $("copy-link").addEventListener("click", copyLink);
+  $("wrap-toggle").addEventListener("click", () => {
+    wrap = !wrap;
+    localStorage.setItem(WRAP_KEY, wrap ? "on" : "off");
+    showWrap();
+    rendered = 0;
+    $("run-lines").querySelector(".lines").replaceChildren();
+    draw();
+  });
+  showWrap();
+  for (const box of [viewport, $("run-banner")]) box.addEventListener("click", goToLine);
   $("cancel-run").addEventListener("click", cancel);
   $("find").addEventListener("input", () => {
     clearTimeout(findTimer);
@@ -51,7 +70,15 @@ export function open(runName) {
   lines = [];
   log = null;
   stuck = true;
-  document.title = `Run ${name} — Job log`;
+  rendered = 0;
+  $("run-lines").querySelector(".lines").replaceChildren();
+  const hash = /^#L(\d+)$/.exec(location.hash);
+  target = hash ? Number(hash[1]) : null;
+  revealed = false;
+  if (target) stuck = false;
+  $("run-prev").hidden = true;
+  $("run-next").hidden = true;
+  setTitle(`Run ${name} — Job log`);
   $("run-name").textContent = `Run ${name}`;
   $("run-status").replaceWith(badge("pending", "run-status"));
   $("run-status").textContent = "loading…";
@@ -76,8 +103,13 @@ async function load(runName) {
     const first = await getJSON(`api/job_logs/${encodeURIComponent(runName)}?details=false`);
     if (runName !== name) return;
     update(first, false);
+    neighbours(runName);
     await loadPages(runName);
     if (runName !== name) return;
+    if (target && !revealed) {
+      revealed = true;
+      revealLine(target);
+    }
     if (finished(first)) update(first);
     else follow(lastId());
   } catch (error) {
@@ -225,11 +257,21 @@ function update(next, final = true) {
 function banner() {
   const box = $("run-banner");
   const failed = log.status === "error";
-  const lastError = lines.findLast((line) => line.message.startsWith("ERROR"));
+  const at = lines.findLastIndex((line) => line.message.startsWith("ERROR"));
   box.className = `banner status-${log.status}`;
-  box.textContent = failed
-    ? `Run failed${lastError ? `: ${lastError.message}` : ""}`
-    : `Run succeeded in ${duration(log.duration_seconds)}`;
+  if (!failed) {
+    box.textContent = `Run succeeded in ${duration(log.duration_seconds)}`;
+  } else if (at < 0) {
+    box.textContent = "Run failed";
+  } else {
+    // The error in full (every line of it), and where it is in the log.
+    box.replaceChildren(
+      "Run failed: ",
+      el("span", { className: "banner-message", text: lines[at].message }),
+      " ",
+      el("a", { href: `runs/${name}#L${at + 1}`, "data-line": at + 1, text: `line ${at + 1}` }),
+    );
+  }
   box.hidden = false;
   $("run-progress").hidden = true;
 }
@@ -250,6 +292,42 @@ function progress(message) {
   bar.hidden = log !== null && (log.status === "success" || log.status === "error");
 }
 
+function showWrap() {
+  const button = $("wrap-toggle");
+  button.setAttribute("aria-pressed", String(wrap));
+  button.textContent = wrap ? "Wrap lines: on" : "Wrap lines: off";
+}
+
+async function neighbours(runName) {
+  try {
+    const around = await getJSON(`api/job_logs/${encodeURIComponent(runName)}/neighbours`);
+    if (runName !== name) return;
+    for (const [id, run] of [["run-prev", around.previous], ["run-next", around.next]]) {
+      const link = $(id);
+      link.hidden = !run;
+      if (run) {
+        link.setAttribute("href", `runs/${run.name}`);
+        link.title = `Run ${run.name}`;
+      }
+    }
+  } catch {
+    // Only the two links are missing; the run itself shows.
+  }
+}
+
+/** A click on a line number or the banner's link: that line, its address in the bar. */
+function goToLine(event) {
+  const link = event.target.closest("a[data-line]");
+  if (!link || event.ctrlKey || event.metaKey || event.shiftKey || event.button !== 0) return;
+  event.preventDefault();
+  const number = Number(link.dataset.line);
+  const here = new URL(location.href);
+  here.hash = `L${number}`;
+  history.replaceState(history.state, "", here);
+  target = number;
+  revealLine(number);
+}
+
 function queueDraw() {
   if (drawQueued) return;
   drawQueued = true;
@@ -259,24 +337,73 @@ function queueDraw() {
   });
 }
 
+const whole = () => wrap && lines.length <= WRAP_MAX;
+
 function draw() {
   const viewport = $("run-lines");
   const spacer = viewport.firstElementChild;
   const list = spacer.firstElementChild;
+  const wrapped = whole();
+  viewport.classList.toggle("wrapped", wrapped);
+  $("wrap-note").hidden = !wrap || wrapped;
+  if (wrapped) {
+    // Every line drawn, new ones appended: their heights vary, so no window.
+    if (list.childElementCount !== rendered) {
+      list.replaceChildren();
+      rendered = 0;
+    }
+    spacer.style.height = "";
+    list.style.transform = "";
+    if (rendered < lines.length) {
+      list.append(...lines.slice(rendered).map((detail, i) => row(detail, rendered + i)));
+      rendered = lines.length;
+    }
+    if (stuck) viewport.scrollTop = viewport.scrollHeight;
+    return;
+  }
+  rendered = -1;  // the window below is not the whole log
   spacer.style.height = `${lines.length * ROW}px`;
   if (stuck) viewport.scrollTop = viewport.scrollHeight;
   const first = Math.max(0, Math.floor(viewport.scrollTop / ROW) - OVERSCAN);
   const last = Math.min(lines.length, Math.ceil((viewport.scrollTop + viewport.clientHeight) / ROW) + OVERSCAN);
   list.style.transform = `translateY(${first * ROW}px)`;
-  list.replaceChildren(...lines.slice(first, last).map(row));
+  list.replaceChildren(...lines.slice(first, last).map((detail, i) => row(detail, first + i)));
 }
 
-function row(detail) {
+/** A line: its number (a link to it), its time, its message; ``index`` undefined in find's
+ * results (no number, no anchor). */
+function row(detail, index) {
   const text = detail.message;
-  return el("li", { className: `line${text.startsWith("ERROR") ? " error" : ""}`, "data-id": detail.id },
+  const number = index === undefined ? null : index + 1;
+  const classes = ["line"];
+  if (text.startsWith("ERROR")) classes.push("error");
+  if (text.startsWith("WARNING")) classes.push("warning");
+  if (number !== null && number === target) classes.push("target");
+  return el("li", { className: classes.join(" "), "data-id": detail.id, id: number === null ? null : `L${number}` },
+    number === null ? "" : el("a", {
+      className: "lineno", href: `runs/${name}#L${number}`, "data-line": number, text: String(number),
+      "aria-label": `line ${number}`,
+    }),
     timeEl(detail.created_at, true),
-    el("span", { className: "message", title: text, text }),
+    el("span", { className: "message", title: whole() ? null : text, text }),
   );
+}
+
+/** Show line ``number`` (1-based) in the middle of the view, marked. */
+function revealLine(number) {
+  const viewport = $("run-lines");
+  if (number < 1 || number > lines.length) return;
+  stuck = false;
+  for (const marked of viewport.querySelectorAll(".line.target")) marked.classList.remove("target");
+  if (whole()) {
+    draw();
+    const item = document.getElementById(`L${number}`);
+    item?.classList.add("target");
+    item?.scrollIntoView({ block: "center" });
+    return;
+  }
+  viewport.scrollTop = Math.max(0, (number - 1) * ROW - viewport.clientHeight / 2);
+  queueDraw();
 }
 
 function reveal(id) {
@@ -289,6 +416,13 @@ function reveal(id) {
   }
   const viewport = $("run-lines");
   stuck = false;
+  if (whole()) {
+    draw();
+    const item = viewport.querySelector(`li[data-id="${id}"]`);
+    item?.classList.add("found");
+    item?.scrollIntoView({ block: "center" });
+    return;
+  }
   viewport.scrollTop = Math.max(0, low * ROW - viewport.clientHeight / 2);
   queueDraw();
   requestAnimationFrame(() => {

@@ -270,3 +270,22 @@ async def test_streamed_answers_carry_the_security_headers(
         response = await client.get(path)
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+
+
+async def test_neighbours_are_the_runs_just_before_and_after_in_list_order(
+    client: Client, clock: FakeClock
+) -> None:
+    db = client.app[appkeys.DATABASE]
+    made = []
+    for _ in range(3):
+        made.append(await create_job_log(db))
+        clock.advance(60)
+    first, middle, last = (log.name for log in made)
+    body = await (await client.get(f"/api/job_logs/{middle}/neighbours")).json()
+    assert (body["previous"]["name"], body["next"]["name"]) == (first, last)
+    body = await (await client.get(f"/api/job_logs/{first}/neighbours")).json()
+    assert (body["previous"], body["next"]["name"]) == (None, middle)
+    body = await (await client.get(f"/api/job_logs/{last}/neighbours")).json()
+    assert (body["previous"]["name"], body["next"]) == (middle, None)
+    missing = await client.get("/api/job_logs/20000101000000/neighbours")
+    assert missing.status == 404

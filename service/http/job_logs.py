@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service import appkeys
-from service.http import text_follow
+from service.http import payloads, text_follow
 from service.http.params import DetailParams, ListParams, OneParams, TextParams, parse
 from service.http.replies import reply
 from service.store import (
@@ -19,6 +19,7 @@ from service.store import (
     latest_job_log,
     latest_with_details_json,
     list_job_logs_json,
+    neighbours,
 )
 from service.wire import JobLog, iso_z
 
@@ -59,6 +60,12 @@ async def details(request: web.Request) -> web.Response:
     params = parse(DetailParams, request.query)
     page = await detail_page_json(db, log.id, after=params.after, limit=params.limit, q=params.q)
     return web.Response(text=page.text(), content_type="application/json")
+
+
+async def around(request: web.Request) -> web.Response:
+    """The runs just before and after this one (the run view's previous and next links)."""
+    previous, following = await neighbours(request.app[appkeys.DATABASE], request.match_info["ref"])
+    return reply(payloads.NeighboursOut(previous=previous, next=following))
 
 
 async def text(request: web.Request) -> web.StreamResponse:
@@ -107,4 +114,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/job_logs/latest.txt", text)
     app.router.add_get("/api/job_logs/{ref}.txt", text)
     app.router.add_get("/api/job_logs/{ref}/details", details)
+    app.router.add_get("/api/job_logs/{ref}/neighbours", around)
     app.router.add_get("/api/job_logs/{ref}", one)

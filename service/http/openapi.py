@@ -31,6 +31,7 @@ _OUT: tuple[type[BaseModel], ...] = (
     wire.DetailPage,
     wire.StatusCounts,
     payloads.StatusOut,
+    payloads.NeighboursOut,
     payloads.ErrorOut,
     payloads.ConflictOut,
     payloads.ReadyOut,
@@ -215,6 +216,17 @@ def _history_paths() -> dict[str, Any]:
                 "responses": {
                     "200": _answer("A page", "DetailPage"),
                     "400": _BAD_PARAMETER,
+                    "404": _NOT_FOUND,
+                },
+            }
+        },
+        "/api/job_logs/{ref}/neighbours": {
+            "get": {
+                "operationId": "getJobLogNeighbours",
+                "summary": "The runs just before and just after this one",
+                "parameters": [_REF],
+                "responses": {
+                    "200": _answer("The previous and the next run", "NeighboursOut"),
                     "404": _NOT_FOUND,
                 },
             }

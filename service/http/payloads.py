@@ -18,6 +18,13 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class NeighboursOut(_Out):
+    """The runs on either side of one, in the list's order."""
+
+    previous: JobLog | None = Field(description="The run started just before; null if none.")
+    next: JobLog | None = Field(description="The run started just after; null if none.")
+
+
 class LastErrorOut(_Out):
     """The latest failed run and the first line of its ERROR line."""
 

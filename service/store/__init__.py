@@ -59,6 +59,7 @@ from .reads import (
     latest_job_log,
     latest_with_details_json,
     logs_with_details_after,
+    neighbours,
     open_job_logs,
     previous_finished_status,
 )
@@ -142,6 +143,7 @@ __all__ = [
     "list_job_logs_json",
     "logs_with_details_after",
     "name_for",
+    "neighbours",
     "open_job_logs",
     "open_staging",
     "previous_finished_status",

@@ -73,6 +73,22 @@ async def job_log(db: Database, ref: str | int) -> JobLog:
     return job_log_from_row(rows[0])
 
 
+async def neighbours(db: Database, ref: str | int) -> tuple[JobLog | None, JobLog | None]:
+    """The runs just before and just after ``ref`` in the list's order (created_at, then id);
+    NotFound if there is no such run."""
+    log = await job_log(db, ref)
+    this = "(SELECT created_at, id FROM job_logs WHERE id = ?)"
+    rows = await db.read_bounded(
+        f"SELECT * FROM (SELECT {LOG_COLUMNS}, 0 AS after FROM job_logs "
+        f"WHERE (created_at, id) < {this} ORDER BY created_at DESC, id DESC LIMIT 1) "
+        f"UNION ALL SELECT * FROM (SELECT {LOG_COLUMNS}, 1 AS after FROM job_logs "
+        f"WHERE (created_at, id) > {this} ORDER BY created_at, id LIMIT 1)",
+        (log.id, log.id),
+    )
+    found = {row["after"]: job_log_from_row(row) for row in rows}
+    return found.get(0), found.get(1)
+
+
 async def job_log_with_details(db: Database, ref: str | int) -> JobLogWithDetails:
     """A run with all its lines in chronological order; NotFound if there is none."""
     column, key = _key(ref)

@@ -14,9 +14,10 @@ import signal
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import pytest
-from playwright.sync_api import Browser, Route, expect
+from playwright.sync_api import Browser, Page, Route, expect
 
 from tests.support.browser import eventually, watched_page
 from tests.support.joblogs import add_detail, add_run, statuses
@@ -732,6 +733,90 @@ def test_an_expired_session_asks_to_sign_in_again_and_goes_on_at_the_same_run(
         assert page.url == f"{server.url}/runs/{name}"
 
 
+def expect_freshness(page: Page, state: str, *texts: str) -> None:
+    """The header's freshness in ``state``, saying each of ``texts``; the tab's title and
+    icon marked as the state is."""
+    box = page.locator("#freshness")
+    expect(box).to_have_attribute("data-state", state)
+    for text in texts:
+        expect(box).to_contain_text(text)
+    marks = {
+        "late": "Late · ",
+        "never": "Never synced · ",
+        "paused": "Paused · ",
+        "failed": "Failed · ",
+    }
+    if state in marks:
+        expect(page).to_have_title(re.compile("^" + re.escape(marks[state])))
+    else:
+        expect(page).to_have_title(re.compile("^(?!Late|Never|Paused|Failed)"))
+    colours = {"fresh": "1a7f37", "late": "b35900", "never": "59636e", "paused": "59636e"}
+    icon = page.locator('link[rel="icon"]').get_attribute("href") or ""
+    assert f"%23{colours.get(state, 'cf222e')}" in icon, icon
+
+
+def test_the_header_says_whether_the_data_is_fresh_and_why_not(
+    tmp_path: Path, browser: Browser
+) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    now = datetime.now(UTC)
+    with (
+        serve(tmp_path, SYNC_INTERVAL_SECONDS="300", DEMO_DELAY_SECONDS="0") as server,
+        watched_page(browser) as watched,
+    ):
+        page = watched.page
+        open_overview(page, server)
+        expect_freshness(page, "never", "Never synced")
+        # A success two hours ago and a failure since: late, with the failure's first line.
+        add_run(database, now - timedelta(hours=2), SUCCESS, ["Job completed successfully"])
+        failed = add_run(
+            database,
+            now - timedelta(hours=1),
+            ERROR,
+            [
+                "Connecting to SQL Server CASQL2.inxintl.com...",
+                "ERROR: Login failed for user 'sync'\nstate 28000",
+            ],
+        )
+        expect_freshness(
+            page,
+            "late",
+            "no success since",
+            "2 hours ago",
+            "Last error: ERROR: Login failed for user 'sync'",
+        )
+        # The answer to "why" is one click away.
+        page.locator("#freshness a").click()
+        expect_run_view(page, failed)
+        page.go_back()
+        # A success now: fresh, aging in place.
+        run_to_end(server)
+        expect_freshness(page, "fresh", "last success")
+        # Fresh still, but the latest run failed: the tab says so.
+        # (A second on, so that its name is not the run's just made.)
+        later = datetime.now(UTC) + timedelta(seconds=2)
+        add_run(database, later, ERROR, ["ERROR: Fetch failed - timeout"])
+        expect_freshness(page, "failed", "Last error: ERROR: Fetch failed - timeout")
+
+
+def test_outside_its_schedule_the_sync_is_paused_not_late(tmp_path: Path, browser: Browser) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    # Every minute of 03:00 on the 1st of January only.
+    with (
+        serve(tmp_path, SYNC_SCHEDULE="* 3 1 1 *", TIMEZONE="Europe/Berlin") as server,
+        watched_page(browser) as watched,
+    ):
+        add_run(
+            database, datetime.now(UTC) - timedelta(days=3), SUCCESS, ["Job completed successfully"]
+        )
+        page = watched.page
+        open_overview(page, server)
+        expect_freshness(page, "paused", "outside the schedule", "next run")
+        status = get_json(server, "/api/status")
+        assert status["sync"]["state"] == "paused"
+        assert len(status["sync"]["next_runs"]) == 3
+
+
 def test_screenshots_of_the_sign_in_the_overview_and_a_run_light_and_dark(
     tmp_path: Path, browser: Browser
 ) -> None:
@@ -770,3 +855,117 @@ def test_screenshots_of_the_sign_in_the_overview_and_a_run_light_and_dark(
         for scheme in ("light", "dark"):
             assert png_size(SCREENSHOTS / f"{shot}-{scheme}.png") == (1280, 800)
     assert backgrounds["light"] != backgrounds["dark"], "the page has no dark colours"
+
+
+SCHEMES: tuple[Literal["light", "dark"], ...] = ("light", "dark")
+DRIVER_ERROR = (
+    "ERROR: Connection failed - [08001] [FreeTDS][SQL Server]Unable to connect: Adaptive Server "
+    "is unavailable or does not exist (SQLDriverConnect); [08001] [FreeTDS][SQL Server]Unable "
+    "to connect to data source (SQLDriverConnect)\nServer: CASQL2.inxintl.com, port 1433, "
+    "login timeout 15 s"
+)
+
+
+def test_screenshots_of_a_late_sync_a_failed_run_a_live_run_and_a_phone_light_and_dark(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """The overview when the sync is late (why, in its header), the failed run it points to
+    (the error quoted in full, wrapped), a run going on with its progress, and the overview
+    at a phone's width."""
+    database = tmp_path / "data" / "joblog.sqlite3"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with serve(tmp_path, SYNC_INTERVAL_SECONDS="3600", DEMO_DELAY_SECONDS="1.5") as server:
+        start = datetime.now(UTC) - timedelta(days=2)
+        for k in range(43):
+            add_run(database, start + timedelta(hours=k), SUCCESS, ["Job started", "Job completed"])
+        failed = ""
+        for k in range(43, 48):
+            failed = add_run(
+                database,
+                start + timedelta(hours=k),
+                ERROR,
+                [
+                    "Job started - SyncOpenOrdersJob",
+                    "Connecting to SQL Server CASQL2.inxintl.com...",
+                    DRIVER_ERROR,
+                ],
+            )
+        for scheme in SCHEMES:
+            with watched_page(browser, color_scheme=scheme) as watched:
+                page = watched.page
+                sign_in_by_link(page, server)
+                expect_freshness(page, "late", "Last error: ERROR: Connection failed")
+                page.screenshot(path=SCREENSHOTS / f"overview-late-{scheme}.png")
+                page.locator("#freshness a").click()
+                expect_run_view(page, failed)
+                banner = page.locator("#run-banner")
+                expect(banner).to_contain_text("login timeout 15 s")  # the error's last line
+                expect(banner.locator("a")).to_have_text("line 3")
+                page.screenshot(path=SCREENSHOTS / f"run-failed-{scheme}.png")
+                page.set_viewport_size({"width": 390, "height": 844})
+                page.goto(f"{server.url}/")
+                expect_freshness(page, "late")
+                page.screenshot(path=SCREENSHOTS / f"phone-{scheme}.png")
+        name = post(server, "/api/job_logs")["name"]
+        for scheme in SCHEMES:
+            with watched_page(browser, color_scheme=scheme) as watched:
+                page = watched.page
+                sign_in_by_link(page, server, f"/runs/{name}")
+                expect(page.locator("#run-progress")).to_be_visible()
+                page.screenshot(path=SCREENSHOTS / f"run-live-{scheme}.png")
+        wait_finished(server, name)
+        server.stop()
+    for shot in ("overview-late", "run-failed", "run-live"):
+        for scheme in SCHEMES:
+            assert png_size(SCREENSHOTS / f"{shot}-{scheme}.png") == (1280, 800)
+    for scheme in SCHEMES:
+        assert png_size(SCREENSHOTS / f"phone-{scheme}.png") == (390, 844)
+
+
+def test_line_anchors_wrap_toggle_and_previous_next(tmp_path: Path, browser: Browser) -> None:
+    database = tmp_path / "data" / "joblog.sqlite3"
+    with serve(tmp_path) as server, watched_page(browser) as watched:
+        start = datetime.now(UTC) - timedelta(hours=3)
+        long = "x" * 400
+        first = add_run(database, start, SUCCESS, ["one"])
+        middle = add_run(
+            database, start + timedelta(hours=1), ERROR, ["a", long, "two\nlines", DRIVER_ERROR]
+        )
+        last = add_run(database, start + timedelta(hours=2), SUCCESS, ["three"])
+        page = watched.page
+        sign_in_by_link(page, server)
+        page.goto(f"{server.url}/runs/{middle}#L2")
+        expect_run_view(page, middle)
+        # The anchor's line is marked and in view; every line has its number.
+        expect(page.locator("#L2")).to_have_class(re.compile(r"\btarget\b"))
+        expect(page.locator("#L2")).to_be_in_viewport()
+        expect(page.locator("#run-lines .lineno")).to_have_text(["1", "2", "3", "4"])
+        # Wrapped by default: a long message and a two-line one take several rows.
+        row = page.locator("#L1").bounding_box()
+        wrapped = page.locator("#L2").bounding_box()
+        two = page.locator("#L3").bounding_box()
+        assert row is not None
+        assert wrapped is not None
+        assert two is not None
+        assert wrapped["height"] > 2 * row["height"]
+        assert two["height"] >= 2 * row["height"] - 1
+        # One line each, remembered across a reload.
+        page.locator("#wrap-toggle").click()
+        expect(page.locator("#wrap-toggle")).to_have_attribute("aria-pressed", "false")
+        page.reload()
+        expect_run_view(page, middle)
+        expect(page.locator("#wrap-toggle")).to_have_attribute("aria-pressed", "false")
+        one = page.locator("#L2").bounding_box()
+        assert one is not None
+        assert abs(one["height"] - row["height"]) < 1
+        # A line number is a link to its line: the address says so.
+        page.locator("#L4 .lineno").click()
+        assert page.url.endswith(f"/runs/{middle}#L4")
+        expect(page.locator("#L4")).to_have_class(re.compile(r"\btarget\b"))
+        # Previous and next runs.
+        expect(page.locator("#run-prev")).to_have_attribute("href", f"runs/{first}")
+        page.locator("#run-next").click()
+        expect_run_view(page, last)
+        expect(page.locator("#run-next")).to_be_hidden()
+        page.locator("#run-prev").click()
+        expect_run_view(page, middle)
