@@ -134,3 +134,35 @@ def paused(plan: Plan, now: datetime) -> bool:
     gaps (a grid never pauses)."""
     upcoming, cadence = plan.next_after(now), plan.cadence(now)
     return upcoming is not None and cadence is not None and upcoming - now > 2 * cadence
+
+
+def gaps(
+    plan: Plan,
+    since: datetime,
+    width: timedelta,
+    count: int,
+    filled: set[int],
+    until: datetime,
+) -> list[tuple[datetime, datetime]]:
+    """The stretches of the window where the schedule wanted runs and none started: runs of
+    empty buckets (``filled`` holds the others' indexes) up to ``until`` (now, or the first
+    run's start for the time before it) at least two usual gaps long, holding a scheduled run
+    (a pause of the schedule is not a gap)."""
+    out: list[tuple[datetime, datetime]] = []
+    start: int | None = None
+    for index in range(count + 1):
+        empty = index < count and index not in filled and since + width * (index + 1) <= until
+        if empty and start is None:
+            start = index
+        elif not empty and start is not None:
+            begin, end = since + width * start, since + width * index
+            cadence = plan.cadence(begin)
+            if cadence is not None and end - begin >= 2 * cadence and _due_in(plan, begin, end):
+                out.append((begin, end))
+            start = None
+    return out
+
+
+def _due_in(plan: Plan, begin: datetime, end: datetime) -> bool:
+    due = plan.next_after(begin - timedelta(microseconds=1))
+    return due is not None and due < end

@@ -142,7 +142,7 @@ whenClosed(stillAllowed);
 onChange(applyState);
 signin.start();
 overview.start(navigate);
-overview.wireStrip(navigate);
+overview.wireChart(navigate);
 runs.start(navigate);
 runView.start();
 if (link) signInWithLink(link);

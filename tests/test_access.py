@@ -51,6 +51,7 @@ ROUTES = [
     Route("GET", "/api/job_logs/{name}/details", VIEWER),
     Route("GET", "/api/job_logs/{name}.txt", VIEWER),
     Route("GET", "/api/job_logs/latest.txt", VIEWER),
+    Route("GET", "/api/job_logs/timeline", VIEWER),
     Route("GET", "/api/job_logs/{name}/neighbours", VIEWER),
     Route("GET", "/api/status", VIEWER),
     Route("GET", "/api/openapi.json", VIEWER),

@@ -6,13 +6,23 @@ from aiohttp import web
 
 from service import appkeys
 from service.http import payloads, text_follow
-from service.http.params import DetailParams, ListParams, OneParams, TextParams, parse
+from service.http.params import (
+    DetailParams,
+    ListParams,
+    OneParams,
+    TextParams,
+    TimelineParams,
+    parse,
+)
 from service.http.replies import reply
+from service.schedule import gaps
 from service.store import (
     Database,
     NotFound,
+    buckets,
     count_by_status,
     detail_page_json,
+    first_run_at,
     iter_details,
     job_log,
     job_log_with_details_json,
@@ -60,6 +70,47 @@ async def details(request: web.Request) -> web.Response:
     params = parse(DetailParams, request.query)
     page = await detail_page_json(db, log.id, after=params.after, limit=params.limit, q=params.q)
     return web.Response(text=page.text(), content_type="application/json")
+
+
+async def timeline(request: web.Request) -> web.Response:
+    """Runs per time bucket over a window (the overview's chart; scripts too), and the gaps
+    where the schedule wanted runs and none started."""
+    app = request.app
+    params = parse(TimelineParams, request.query)
+    since, until = params.window(app[appkeys.CLOCK]())
+    width = (until - since) / params.buckets
+    db = app[appkeys.DATABASE]
+    found = await buckets(db, since, width, params.buckets)
+    filled = {bucket.index for bucket in found}
+    first = await first_run_at(db)
+    if first is None:
+        filled = set(range(params.buckets))  # no history: nothing was missed
+    elif first > since:
+        filled |= set(range(min(params.buckets, int((first - since) / width) + 1)))
+    missed = gaps(
+        app[appkeys.SETTINGS].plan(), since, width, params.buckets, filled, app[appkeys.CLOCK]()
+    )
+    return reply(
+        payloads.TimelineOut(
+            since=since,
+            until=until,
+            bucket_seconds=width.total_seconds(),
+            buckets=[
+                payloads.BucketOut(
+                    start=since + width * bucket.index,
+                    runs=bucket.runs,
+                    succeeded=bucket.succeeded,
+                    failed=bucket.failed,
+                    going=bucket.going,
+                    longest_seconds=bucket.longest_seconds,
+                    latest_name=bucket.latest_name,
+                    latest_status=bucket.latest_status.name,
+                )
+                for bucket in found
+            ],
+            gaps=[payloads.GapOut(start=start, end=end) for start, end in missed],
+        )
+    )
 
 
 async def around(request: web.Request) -> web.Response:
@@ -112,6 +163,7 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/job_logs/stats", stats)
     app.router.add_get("/api/job_logs/latest", latest)
     app.router.add_get("/api/job_logs/latest.txt", text)
+    app.router.add_get("/api/job_logs/timeline", timeline)
     app.router.add_get("/api/job_logs/{ref}.txt", text)
     app.router.add_get("/api/job_logs/{ref}/details", details)
     app.router.add_get("/api/job_logs/{ref}/neighbours", around)

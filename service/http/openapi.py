@@ -32,6 +32,7 @@ _OUT: tuple[type[BaseModel], ...] = (
     wire.StatusCounts,
     payloads.StatusOut,
     payloads.NeighboursOut,
+    payloads.TimelineOut,
     payloads.ErrorOut,
     payloads.ConflictOut,
     payloads.ReadyOut,
@@ -217,6 +218,17 @@ def _history_paths() -> dict[str, Any]:
                     "200": _answer("A page", "DetailPage"),
                     "400": _BAD_PARAMETER,
                     "404": _NOT_FOUND,
+                },
+            }
+        },
+        "/api/job_logs/timeline": {
+            "get": {
+                "operationId": "getTimeline",
+                "summary": "Runs per time bucket over a window, and the schedule's gaps",
+                "parameters": _query(params.TimelineParams),
+                "responses": {
+                    "200": _answer("The buckets with runs, and the gaps", "TimelineOut"),
+                    "400": _BAD_PARAMETER,
                 },
             }
         },

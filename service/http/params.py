@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal, TypeVar
 from urllib.parse import unquote_to_bytes
 
@@ -132,6 +132,34 @@ class OneParams(_Params):
     """``GET /api/job_logs/{ref}``: ``details=false`` leaves the details out (for huge logs)."""
 
     details: bool = True
+
+
+class TimelineParams(_Params):
+    """``GET /api/job_logs/timeline``: ``buckets`` equal buckets from ``since`` (default: a
+    day before ``until``) to ``until`` (default: now), at most 366 days."""
+
+    since: Moment | None = None
+    until: Moment | None = None
+    buckets: Annotated[int, Field(ge=1, le=2000), BeforeValidator(_whole(1, 2000))] = 288
+
+    @field_validator("until")
+    @classmethod
+    def _ordered(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        since = info.data.get("since")
+        if until is not None and since is not None:
+            if since >= until:
+                raise ValueError("must be later than since")
+            if until - since > timedelta(days=366):
+                raise ValueError("must be at most 366 days after since")
+        return until
+
+    def window(self, now: datetime) -> tuple[datetime, datetime]:
+        """The window asked for: ``since`` and ``until``, defaults filled in."""
+        until = self.until or now
+        if self.since is not None and self.since >= until:
+            until = self.since + timedelta(days=1)
+        since = self.since or until - timedelta(days=1)
+        return since, until
 
 
 class TextParams(_Params):

@@ -18,6 +18,37 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class BucketOut(_Out):
+    """The runs that started in one bucket (only buckets with runs are listed)."""
+
+    start: UtcDatetime
+    runs: int
+    succeeded: int
+    failed: int
+    going: int = Field(description="Runs still pending or processing.")
+    longest_seconds: float | None = Field(description="The longest finished run's duration.")
+    latest_name: str = Field(description="The latest run of the bucket (what a click opens).")
+    latest_status: Literal["pending", "processing", "error", "success"]
+
+
+class GapOut(_Out):
+    """A stretch where the schedule wanted runs and none started (the service down, ticks
+    skipped): at least two usual gaps long."""
+
+    start: UtcDatetime
+    end: UtcDatetime
+
+
+class TimelineOut(_Out):
+    """Runs per time bucket over a window, and the gaps in the schedule."""
+
+    since: UtcDatetime
+    until: UtcDatetime
+    bucket_seconds: float
+    buckets: list[BucketOut]
+    gaps: list[GapOut]
+
+
 class NeighboursOut(_Out):
     """The runs on either side of one, in the list's order."""
 

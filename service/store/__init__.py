@@ -47,6 +47,7 @@ from .reads import (
     detail_page,
     detail_page_json,
     details_after,
+    first_run_at,
     high_water_marks,
     iter_details,
     job_log,
@@ -67,6 +68,7 @@ from .retry import until_written
 from .schema import COMPOSITE_INDEX_MAX_RUNS, BackgroundBuild, BuildProgress, read_progress
 from .search import SEARCH_TOTAL_CAP, list_job_logs, list_job_logs_json
 from .staging import StagingClosed, StagingWriter, open_staging
+from .timeline import Bucket, buckets
 from .timestamps import from_db, to_db
 from .writes import (
     MAX_MESSAGE_LENGTH,
@@ -88,6 +90,7 @@ __all__ = [
     "OPEN_ORDERS_STAGING",
     "SEARCH_TOTAL_CAP",
     "BackgroundBuild",
+    "Bucket",
     "BuildProgress",
     "ChangeSummary",
     "ChangeWatch",
@@ -110,6 +113,7 @@ __all__ = [
     "StoreError",
     "Unready",
     "add_detail",
+    "buckets",
     "change_summary",
     "changes_since",
     "close_unfinished",
@@ -124,6 +128,7 @@ __all__ = [
     "details_after",
     "drop_staging",
     "fail_job_log",
+    "first_run_at",
     "fit_message",
     "from_db",
     "high_water_marks",

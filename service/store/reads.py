@@ -187,6 +187,12 @@ async def latest_job_log(db: Database) -> JobLog | None:
     return job_log_from_row(rows[0]) if rows else None
 
 
+async def first_run_at(db: Database) -> datetime | None:
+    """When the oldest run kept started; None when there is none."""
+    rows = await db.read_bounded("SELECT min(created_at) AS first FROM job_logs")
+    return from_db(rows[0]["first"]) if rows and rows[0]["first"] is not None else None
+
+
 async def last_success_at(db: Database) -> datetime | None:
     """When the latest successful run ended."""
     # From the runs by status, newest first: one entry. Without them (an adopted database,

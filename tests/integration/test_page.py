@@ -62,6 +62,15 @@ SCREENSHOTS = ROOT / "docs" / "screenshots"
 SUCCESS, ERROR, PROCESSING = 3, 2, 1
 
 
+def chart_runs(page: Page) -> int:
+    """How many runs the chart's bars hold."""
+    total: int = page.locator("#chart").evaluate(
+        "(svg) => [...svg.querySelectorAll('rect.bar')]"
+        ".reduce((n, r) => n + Number(r.dataset.runs), 0)"
+    )
+    return total
+
+
 def png_size(path: Path) -> tuple[int, int]:
     """Width and height of a PNG file, from its header."""
     header = path.read_bytes()[:24]
@@ -92,11 +101,9 @@ def test_the_overview_counts_match_the_stats_and_follow_a_new_run(
         assert (link.get_attribute("href") or "").endswith(f"runs/{latest}")
         assert re.search(r"status-success|succe", page.locator("#latest").inner_html())
         eventually(page, lambda: table_rows(page), api_rows(server), what="the runs table")
-        strip = page.locator("#strip rect[data-name]")
-        expect(strip).to_have_count(3)
-        assert {strip.nth(i).get_attribute("data-name") for i in range(3)} == {
-            name for name, _ in api_rows(server)
-        }
+        # The chart: the three runs, the latest one's bar opening it.
+        eventually(page, lambda: chart_runs(page), 3, what="the runs on the chart")
+        expect(page.locator("#chart rect.bar").last).to_have_attribute("data-name", latest)
 
         # A run started elsewhere shows up live: running, then counted as a success.
         started = post(server, "/api/job_logs")["name"]
@@ -108,7 +115,7 @@ def test_the_overview_counts_match_the_stats_and_follow_a_new_run(
         for key in ("total", "success", "error", "processing", "pending"):
             expect(page.locator(f"#count-{key}")).to_have_text(str(stats[key]))
         expect(page.locator("#latest a")).to_contain_text(started)
-        expect(page.locator("#strip rect[data-name]")).to_have_count(4)
+        eventually(page, lambda: chart_runs(page), 4, what="the new run on the chart")
         expect(page.locator("#run-now")).to_be_enabled()
         eventually(page, lambda: table_rows(page), api_rows(server), what="the runs table")
 
@@ -220,11 +227,15 @@ def test_filters_and_pages_narrow_the_table_as_the_api_does(
         page = watched.page
         open_overview(page, server)
         expect(page.locator("#count-total")).to_have_text("120")
-        expect(page.locator("#strip rect[data-name]")).to_have_count(100)
-        strip = page.locator("#strip").evaluate(
-            "(svg) => [...svg.querySelectorAll('rect[data-name]')].map((r) => r.dataset.name)"
+        # Over 30 days the chart holds every run, and every failure.
+        page.locator('.windows button[data-window="30d"]').click()
+        eventually(page, lambda: chart_runs(page), 120, what="every run on the chart")
+        failed = page.locator("#chart").evaluate(
+            "(svg) => [...svg.querySelectorAll('rect.bar')].reduce("
+            "(n, r) => n + Number(r.dataset.failed), 0)"
         )
-        assert set(strip) == {name for name, _ in api_rows(server, per_page=100)}
+        assert failed == get_json(server, "/api/job_logs/stats")["error"]
+        page.locator('.windows button[data-window="24h"]').click()
 
         eventually(page, lambda: len(table_rows(page)) > 0, True, what="a filled table")
         per_page = len(table_rows(page))
@@ -421,7 +432,7 @@ def test_a_deep_link_opens_its_run_and_back_and_forward_work(
         expect(page.locator("#overview-view")).to_be_visible()
         expect(page.locator("#run-view")).to_be_hidden()
         assert page.url == f"{server.url}/"
-        page.locator(f'#strip rect[data-name="{second}"]').click()
+        page.locator(f'#chart rect.bar[data-name="{second}"]').click()
         expect_run_view(page, second)
         assert page.url == f"{server.url}/runs/{second}"
         expect_ended(page, server, second, "error")
@@ -969,3 +980,63 @@ def test_line_anchors_wrap_toggle_and_previous_next(tmp_path: Path, browser: Bro
         expect(page.locator("#run-next")).to_be_hidden()
         page.locator("#run-prev").click()
         expect_run_view(page, middle)
+
+
+def test_the_chart_draws_the_api_s_buckets_gaps_and_failures_on_a_time_axis(
+    tmp_path: Path, browser: Browser
+) -> None:
+    """Hourly runs over a week with a day of silence (the service down) and failures, some of
+    them instant: the 7-day chart's bars, hatched failures and gap marks are the API's."""
+    database = tmp_path / "data" / "joblog.sqlite3"
+    now = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    with serve(tmp_path, SYNC_INTERVAL_SECONDS="3600") as server:
+        for hours in range(6 * 24, 0, -1):
+            if 3 * 24 <= hours < 4 * 24:
+                continue  # a day without runs
+            failed = hours % 17 == 0
+            messages = ["ERROR: Fetch failed - timeout"] if failed else ["Job completed"]
+            add_run(database, now - timedelta(hours=hours), ERROR if failed else SUCCESS, messages)
+        for scheme in SCHEMES:
+            with watched_page(browser, color_scheme=scheme) as watched:
+                page = watched.page
+                open_overview(page, server)
+                with page.expect_response(lambda r: "/api/job_logs/timeline" in r.url) as seen:
+                    page.locator('.windows button[data-window="7d"]').click()
+                drawn = seen.value.json()
+                bars = page.locator("#chart rect.bar")
+                expect(bars).to_have_count(len(drawn["buckets"]))
+                shown = bars.evaluate_all(
+                    "(rects) => rects.map((r) => [r.dataset.start, r.dataset.name, "
+                    "Number(r.dataset.runs), Number(r.dataset.failed), "
+                    "r.getAttribute('fill'), r.getBBox().height])"
+                )
+                for (start, name, runs, failed, fill, height), bucket in zip(
+                    shown, drawn["buckets"], strict=True
+                ):
+                    assert (start, name, runs, failed) == (
+                        bucket["start"],
+                        bucket["latest_name"],
+                        bucket["runs"],
+                        bucket["failed"],
+                    )
+                    if failed:
+                        # Hatched and never flat, whatever the colours.
+                        assert fill == "url(#hatch)"
+                        assert height >= 6
+                assert sum(bucket["failed"] for bucket in drawn["buckets"]) == len(
+                    [h for h in range(6 * 24, 0, -1) if h % 17 == 0 and not 72 <= h < 96]
+                )
+                # The silent day is a gap the schedule wanted runs in, marked under the axis.
+                (gap,) = drawn["gaps"]
+                assert gap["start"] <= (now - timedelta(hours=95)).isoformat()
+                gaps = page.locator("#chart rect.gap")
+                expect(gaps).to_have_count(1)
+                assert gaps.get_attribute("data-gap-start") == gap["start"]
+                expect(page.locator("#chart .gap-mark")).to_have_count(1)
+                # A bar opens its latest run.
+                page.locator("#chart").scroll_into_view_if_needed()
+                page.screenshot(path=SCREENSHOTS / f"chart-7d-{scheme}.png")
+                last = drawn["buckets"][-1]["latest_name"]
+                bars.last.click()
+                expect_run_view(page, last)
+        server.stop()
