@@ -178,7 +178,9 @@ def _only_comments(statement: str) -> bool:
 
 # One batch of a build: the rows of the next ``ids`` ids above the watermark (ids are dense,
 # bar the rows deleted since), and the watermark moved past them; no row left once it reaches
-# upto. ``{{ids}}`` is the batch's size.
+# upto. ``{{ids}}`` is the batch's size. Then the batch's pages are copied into the database
+# at once (a passive checkpoint takes no lock): left in the WAL, they made the next writer to
+# commit past 1,000 pages -- the Rails app -- run the checkpoint itself (855 ms at a decade).
 def _batch(build: str, insert: str, select: str, source: str) -> str:
     return f"""
 BEGIN IMMEDIATE;
@@ -188,6 +190,7 @@ INSERT INTO {insert}
 UPDATE {build} SET done = min(upto, done + {{ids}});
 DELETE FROM {build} WHERE done >= upto;
 COMMIT;
+PRAGMA wal_checkpoint(PASSIVE);
 """
 
 
