@@ -193,18 +193,20 @@ async def first_run_at(db: Database) -> datetime | None:
     return from_db(rows[0]["first"]) if rows and rows[0]["first"] is not None else None
 
 
+def _newest_with_status(db: Database) -> str:
+    """SQL for the id of the newest run with the status given as its parameter: one entry of
+    the runs by status; before they are built (an adopted database), the status index and a
+    sort of every run with that status."""
+    runs = "job_logs_by_status" if db.by_status_ready else "job_logs"
+    return f"SELECT id FROM {runs} WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT 1"
+
+
 async def last_success_at(db: Database) -> datetime | None:
     """When the latest successful run ended."""
-    # From the runs by status, newest first: one entry. Without them (an adopted database,
-    # still being built), the status index and a sort of every success.
-    sql = (
-        "SELECT l.updated_at FROM job_logs_by_status AS o JOIN job_logs AS l ON l.id = o.id "
-        "WHERE o.status = ? ORDER BY o.created_at DESC, o.id DESC LIMIT 1"
-        if db.by_status_ready
-        else "SELECT updated_at FROM job_logs WHERE status = ? "
-        "ORDER BY created_at DESC, id DESC LIMIT 1"
+    rows = await db.read(
+        f"SELECT updated_at FROM job_logs WHERE id = ({_newest_with_status(db)})",
+        (int(Status.success),),
     )
-    rows = await db.read(sql, (int(Status.success),))
     return from_db(rows[0]["updated_at"]) if rows else None
 
 
@@ -218,16 +220,10 @@ class LastError:
 
 async def last_error(db: Database) -> LastError | None:
     """The latest run that ended in error, with its last line's first line; None if none."""
-    newest = (
-        "SELECT id FROM job_logs_by_status WHERE status = ? "
-        "ORDER BY created_at DESC, id DESC LIMIT 1"
-        if db.by_status_ready
-        else "SELECT id FROM job_logs WHERE status = ? ORDER BY created_at DESC, id DESC LIMIT 1"
-    )
     rows = await db.read(
         f"SELECT {_LOG_OF_L}, (SELECT d.message FROM job_log_details AS d "
         "WHERE d.job_log_id = l.id ORDER BY d.id DESC LIMIT 1) AS message "
-        f"FROM job_logs AS l WHERE l.id = ({newest})",
+        f"FROM job_logs AS l WHERE l.id = ({_newest_with_status(db)})",
         (int(Status.error),),
     )
     if not rows:
