@@ -16,6 +16,7 @@ from service.store import job_log_with_details
 from service.wire import Status
 from tests.support.api import ADMIN, MakeClient
 from tests.support.sync import DEMO_DETAILS, sync_service, table_rows, tables, wait_ended
+from tests.support.wait import wait_for_async
 
 _HOLDER = """
 import sqlite3, sys
@@ -118,7 +119,10 @@ async def test_a_lock_that_outlasts_the_run_timeout_ends_it_as_error_once_it_cle
             assert held.status is Status.processing
         run = service.scheduler
         final = await wait_ended(service.db, log.id)
-        assert run.running is None or run.running.id != log.id
+        # The scheduler lets the run go once its end is committed (a moment later).
+        await wait_for_async(
+            lambda: run.running is None or run.running.id != log.id, "the run let go"
+        )
     messages = [d.message for d in final.details]
     assert final.status is Status.error
     assert messages[-1] == "ERROR: Timed out after 1.5 seconds"

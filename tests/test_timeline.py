@@ -70,6 +70,7 @@ async def test_bad_windows_are_400_naming_the_field(make_client: MakeClient) -> 
     client = await make_client()
     for query, field in [
         ("since=2026-01-02&until=2026-01-01", "until"),
+        ("since=2026-01-02T00:00:01Z&until=2026-01-02", "until"),
         ("since=2025-01-01&until=2026-06-01", "until"),
         ("buckets=0", "buckets"),
         ("buckets=5000", "buckets"),
@@ -102,3 +103,11 @@ async def test_thirty_days_of_runs_are_a_few_hundred_rows(
     assert len(body["buckets"]) == 300
     assert sum(b["runs"] for b in body["buckets"]) == 30 * 288
     assert body["gaps"] == []
+
+
+async def test_an_empty_window_holds_nothing(make_client: MakeClient) -> None:
+    client = await make_client()
+    response = await client.get("/api/job_logs/timeline?since=2026-01-02&until=2026-01-02")
+    assert response.status == 200
+    body = await response.json()
+    assert (body["bucket_seconds"], body["buckets"], body["gaps"]) == (0, [], [])

@@ -78,6 +78,10 @@ async def timeline(request: web.Request) -> web.Response:
     app = request.app
     params = parse(TimelineParams, request.query)
     since, until = params.window(app[appkeys.CLOCK]())
+    if since == until:  # an empty window holds nothing
+        return reply(
+            payloads.TimelineOut(since=since, until=until, bucket_seconds=0, buckets=[], gaps=[])
+        )
     width = (until - since) / params.buckets
     db = app[appkeys.DATABASE]
     found = await buckets(db, since, width, params.buckets)

@@ -147,8 +147,8 @@ class TimelineParams(_Params):
     def _ordered(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
         since = info.data.get("since")
         if until is not None and since is not None:
-            if since >= until:
-                raise ValueError("must be later than since")
+            if since > until:
+                raise ValueError("must not be earlier than since")
             if until - since > timedelta(days=366):
                 raise ValueError("must be at most 366 days after since")
         return until
@@ -156,7 +156,7 @@ class TimelineParams(_Params):
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         """The window asked for: ``since`` and ``until``, defaults filled in."""
         until = self.until or now
-        if self.since is not None and self.since >= until:
+        if self.until is None and self.since is not None and self.since >= until:
             until = self.since + timedelta(days=1)
         since = self.since or until - timedelta(days=1)
         return since, until

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,9 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 @schemathesis.hook
 def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | None:
     """Swap ``since`` and ``until`` when both are valid and out of order: each is a valid
-    date-time, but the pair is not, and no schema can say so (the server answers 400)."""
+    date-time, but the pair is not, and no schema can say so (the server answers 400); for
+    the timeline, whose window must be non-empty and at most 366 days, move ``until`` to a
+    day after ``since`` instead."""
     if (
         not query
         or not isinstance(query.get("since"), str)
@@ -66,7 +69,15 @@ def map_query(context: Any, query: dict[str, Any] | None) -> dict[str, Any] | No
         until = ListParams.model_validate({"until": query["until"]}).until
     except ValidationError:
         return query
-    if since is not None and until is not None and since > until:
+    if since is None or until is None:
+        return query
+    if getattr(getattr(context, "operation", None), "path", "") == "/api/job_logs/timeline":
+        # The timeline's window must also be non-empty and at most 366 days.
+        if not since < until <= since + timedelta(days=366):
+            later = (since + timedelta(days=1)).isoformat().replace("+00:00", "Z")
+            return {**query, "until": later}
+        return query
+    if since > until:
         return {**query, "since": query["until"], "until": query["since"]}
     return query
 

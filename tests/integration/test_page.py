@@ -1000,7 +1000,9 @@ def test_the_chart_draws_the_api_s_buckets_gaps_and_failures_on_a_time_axis(
             with watched_page(browser, color_scheme=scheme) as watched:
                 page = watched.page
                 open_overview(page, server)
-                with page.expect_response(lambda r: "/api/job_logs/timeline" in r.url) as seen:
+                with page.expect_response(
+                    lambda r: "/api/job_logs/timeline" in r.url and "buckets=336" in r.url
+                ) as seen:
                     page.locator('.windows button[data-window="7d"]').click()
                 drawn = seen.value.json()
                 bars = page.locator("#chart rect.bar")
