@@ -240,7 +240,7 @@ def rate_search(mode: str, subscribers: int, duration: float) -> tuple[float, li
 def run(quick: bool, profile: Path | None = None) -> Section:
     """Measure the service, the floor and the peer alternately; return the section."""
     raise_nofile()
-    subscribers, rounds, duration = (200, 1, 8.0) if quick else (1000, 3, 20.0)
+    subscribers, rounds, duration = (200, 1, 5.0) if quick else (1000, 3, 20.0)
     results: dict[str, list[Round]] = {mode: [] for mode in MODES}
     for _ in range(rounds):
         for mode in MODES:

@@ -58,7 +58,9 @@ def main() -> None:
             if args.quick:
                 command.append("--quick")
             print(f"== {name}", file=sys.stderr, flush=True)
+            began = time.monotonic()
             code = subprocess.call(command, cwd=ROOT)
+            print(f"== {name}: {time.monotonic() - began:.1f} s", file=sys.stderr, flush=True)
         if code != 0 or not out.exists():
             sections.append(f"## bench.{name}\n\nFailed (exit {code}); no figures.\n")
         else:
