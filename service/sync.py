@@ -10,7 +10,9 @@ A successful run writes exactly:
     Fetched 1,523 records
     Replacing open_orders table...
     Job completed successfully - Total: 1,523 records in 2.3 seconds
-and a failed one ends with ``ERROR: <stage> failed - <reason>``.
+and a failed one ends with ``ERROR: <stage> failed - <reason>``. What the source warns of (a
+driver's SQL_SUCCESS_WITH_INFO diagnostics, a refused query timeout) comes as ``WARNING: …``
+lines after ``Connected successfully`` and after ``Fetching records from …``.
 """
 
 from __future__ import annotations
@@ -47,6 +49,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 JOB_NAME = "SyncOpenOrdersJob"
+# The source's warnings written into one run's lines at most; past it, how many more there were.
+MAX_WARNING_LINES = 20
 SHUTTING_DOWN = "Interrupted - service shutting down"
 
 
@@ -155,10 +159,12 @@ class SyncJob:
             await run.say(self._source.connecting_message)
             async with self._source.connect() as session:
                 await run.say("Connected successfully")
+                warned = await self._say_warnings(run, session, 0)
                 self._stage = "Fetch"
                 await run.say(f"Fetching records from {self._source.fetching_from}...")
                 expected = await session.count()
                 columns = await session.execute()
+                await self._say_warnings(run, session, warned)
                 self._stage = "Import"
                 await self._write(create_staging, self._target, columns)
                 fetched = await self._import(run, session, len(columns), expected)
@@ -188,6 +194,19 @@ class SyncJob:
             return await self._fail(run, reason)
         finally:
             await self._drop_staging()
+
+    @staticmethod
+    async def _say_warnings(run: RunLog, session: SourceSession, written: int) -> int:
+        """The source's new warnings as ``WARNING:`` lines, up to MAX_WARNING_LINES in the run
+        (``written`` so far), then one line counting the rest; returns the new ``written``."""
+        warnings = session.warnings()
+        room = max(0, MAX_WARNING_LINES - written)
+        for warning in warnings[:room]:
+            await run.say(f"WARNING: {warning}")
+        if len(warnings) > room:
+            more = len(warnings) - room
+            await run.say(f"WARNING: {more:,} more from the source, not shown")
+        return written + len(warnings)
 
     async def recover(self) -> None:
         """Remove what a killed run left behind (its staging table)."""

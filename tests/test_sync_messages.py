@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from service.sources import connection_string as cs
+from service.sources import diagnostics
 from service.sync import batch_line
 
 
@@ -76,3 +77,35 @@ def test_driver_errors_are_short_and_never_hold_the_password() -> None:
     assert cs.describe_driver_error(error, hidden) == (
         "[28000] Login failed for user 'zsdOrder8800' (password ***)."
     )
+
+
+def test_a_drivers_warnings_become_lines() -> None:
+    """SQL Server's own warning keeps its SQLSTATE; vendor tags and native codes go; the
+    password never shows; PostgreSQL's notices (SQLSTATE 00000) are split, one line each."""
+    hidden = ["s3cret"]
+    said = [
+        (
+            "[01003] (8153)",
+            "[Microsoft][ODBC Driver 18 for SQL Server][SQL Server]Warning: Null value is "
+            "eliminated by an aggregate or other SET operation. (8153) (SQLExecDirectW)",
+        ),
+        ("[01000] (0)", "[FreeTDS][SQL Server]login as sa with s3cret"),
+        ("[00000] (-1)", "NOTICE: rate table of 2025;WARNING: order 7 late; kept"),
+    ]
+    assert diagnostics.warnings_from(said, hidden) == [
+        "[01003] Warning: Null value is eliminated by an aggregate or other SET operation.",
+        "[01000] login as sa with ***",
+        "NOTICE: rate table of 2025",
+        "order 7 late; kept",
+    ]
+
+
+def test_a_long_warning_in_pieces_is_put_back_together() -> None:
+    """A diagnostic longer than the driver's buffer arrives as pieces of the buffer's length
+    and a shorter last one; short records of one state stay apart."""
+    notices = ";".join(f"WARNING: order {n} late" for n in range(1, 400))
+    pieces = [notices[i : i + 1022] for i in range(0, len(notices), 1022)]
+    said = [("[00000] (-1)", piece) for piece in pieces]
+    said += [("[01000] (0)", "first"), ("[01000] (0)", "second")]
+    found = diagnostics.warnings_from(said, [])
+    assert found == [f"order {n} late" for n in range(1, 400)] + ["[01000] first", "[01000] second"]

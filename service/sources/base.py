@@ -45,6 +45,10 @@ class SourceSession(Protocol):
     async def execute(self) -> list[Column]:
         """Run the query; the columns of its result."""
 
+    def warnings(self) -> list[str]:
+        """What the source warned of since the last call (connecting, executing), each one
+        safe line; the run writes them as ``WARNING:`` lines."""
+
     async def fetch_each(self, size: int, each: Callable[[list[Row]], bool]) -> None:
         """Fetch the rows in batches of up to ``size``, calling ``each(batch)`` on the thread
         that fetched it, before fetching the next: what is done with a batch is done there,

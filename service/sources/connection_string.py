@@ -111,17 +111,29 @@ def describe_driver_error(exc: BaseException, hidden: list[str]) -> str:
     args: tuple[object, ...] = tuple(getattr(exc, "args", ()))
     text = str(args[1]) if len(args) >= 2 else str(exc)
     state = str(args[0]) if len(args) >= 2 else ""
+    return describe_diagnostic(state, text, hidden, empty=type(exc).__name__)
+
+
+def describe_diagnostic(
+    state: str, text: str, hidden: list[str], *, joined: bool = True, empty: str = ""
+) -> str:
+    """A driver's diagnostic (an error's or a warning's SQLSTATE and text) as ``[SQLSTATE]
+    message``; ``empty`` alone when the text says nothing. ``joined``: the text is several
+    records joined by "; " (as pyodbc's errors are), each cleaned, repeated ones dropped."""
     # Scrub the raw text first: collapsing or cutting could leave a secret in a shape
     # (or a half) that no longer matches it.
     text = scrub(text, hidden)
     length = len(text)
     parts = []
-    for piece in one_line(text[:_MAX_SCAN_CHARS]).split("; "):
+    line = one_line(text[:_MAX_SCAN_CHARS])
+    for piece in line.split("; ") if joined else [line]:
         piece = _STATE.sub("", piece.strip())
         piece = _DIAGNOSTIC_TAIL.sub("", _VENDOR_PREFIX.sub("", piece)).strip()
         if piece and piece not in parts:
             parts.append(piece)
-    message = " ".join(parts) or type(exc).__name__
+    message = " ".join(parts) or empty
+    if not message:
+        return ""
     if re.fullmatch(r"[0-9A-Z]{5}", state):
         message = f"[{state}] {message}"
     message = scrub(message, [one_line(secret) for secret in hidden])

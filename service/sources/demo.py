@@ -201,6 +201,10 @@ class DemoSession:
             raise SourceError(f"demo source: {exc}") from None
         return [Column(name, kind) for name, kind in _COLUMNS]
 
+    def warnings(self) -> list[str]:
+        """The demo source never warns."""
+        return []
+
     async def fetch_each(self, size: int, each: Callable[[list[Row]], bool]) -> None:
         """Batches of ``size`` rows, each after the demo's pause (from the second on), handed
         to ``each`` on a worker thread, as it does blocking work."""

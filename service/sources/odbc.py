@@ -11,11 +11,13 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from . import connection_string as cs
+from . import diagnostics
 from .base import Column, Row, SourceDescription, SourceError, sqlite_type_for
 from .executor import DaemonThreadExecutor
 
@@ -85,6 +87,10 @@ class OdbcSource:
         """A driver error as one safe line."""
         return cs.describe_driver_error(exc, self._hidden)
 
+    def warnings_in(self, messages: Iterable[tuple[object, object]]) -> list[str]:
+        """A statement's diagnostics (pyodbc's ``cursor.messages``) as safe warnings."""
+        return diagnostics.warnings_from(messages, self._hidden)
+
     @asynccontextmanager
     async def connect(self) -> AsyncIterator[OdbcSession]:
         """A session on its own connection and thread; closed (never waited on long) at exit."""
@@ -92,13 +98,15 @@ class OdbcSource:
         import pyodbc
 
         executor = DaemonThreadExecutor("odbc-source")
+        # The driver's warnings while connecting, for the run's lines.
+        warnings: list[str] = []
         try:
             conn = await aioodbc.connect(
                 dsn=self._text,
                 timeout=self._login_timeout,
                 autocommit=True,
                 executor=executor,
-                after_created=self._set_query_timeout,
+                after_created=partial(self._set_query_timeout, warnings),
             )
         except (pyodbc.Error, UnicodeError) as exc:
             executor.shutdown()
@@ -106,7 +114,7 @@ class OdbcSource:
         except BaseException:
             executor.shutdown()
             raise
-        session = OdbcSession(self, conn, executor)
+        session = OdbcSession(self, conn, executor, warnings)
         try:
             yield session
         except asyncio.CancelledError:
@@ -134,19 +142,20 @@ class OdbcSource:
                 logger.warning("closing the ODBC connection failed: %s", self.describe(exc))
             executor.shutdown()
 
-    async def _set_query_timeout(self, raw: Any) -> None:
-        """Give every statement the driver's query timeout; a refusing driver gets a warning."""
+    async def _set_query_timeout(self, warnings: list[str], raw: Any) -> None:
+        """Give every statement the driver's query timeout; a refusal is a warning (logged and
+        in the run's lines)."""
         import pyodbc
 
         try:
             raw.timeout = self._query_timeout
         except pyodbc.Error as exc:
-            logger.warning(
-                "the ODBC driver refused a query timeout of %d s (%s); the run's own timeout "
-                "still bounds it",
-                self._query_timeout,
-                self.describe(exc),
+            warning = (
+                f"the ODBC driver refused a query timeout of {self._query_timeout} s "
+                f"({self.describe(exc)}); the run's own timeout still bounds it"
             )
+            logger.warning("%s", warning)
+            warnings.append(warning)
 
 
 def _close_in_background(conn: aioodbc.Connection, executor: DaemonThreadExecutor) -> None:
@@ -179,11 +188,16 @@ class OdbcSession:
     """One connection's count, execute and fetch."""
 
     def __init__(
-        self, source: OdbcSource, conn: aioodbc.Connection, executor: DaemonThreadExecutor
+        self,
+        source: OdbcSource,
+        conn: aioodbc.Connection,
+        executor: DaemonThreadExecutor,
+        warnings: list[str],
     ) -> None:
         self._source = source
         self._conn = conn
         self._executor = executor
+        self._warnings = warnings
         self._cursor: aioodbc.Cursor | None = None
         self._active: Any = None
 
@@ -215,6 +229,10 @@ class OdbcSession:
             await self._cursor.execute(self._source._query)
         except (pyodbc.Error, UnicodeError) as exc:
             raise SourceError(self._source.describe(exc)) from None
+        # What the driver said besides the rows (SQL_SUCCESS_WITH_INFO): SQL Server's
+        # "Null value is eliminated by an aggregate", PostgreSQL's notices, ...
+        said = getattr(self._cursor._impl, "messages", None) or []
+        self._warnings += self._source.warnings_in(said)
         description = self._cursor.description or ()
         return [Column(str(item[0]), sqlite_type_for(item[1])) for item in description]
 
@@ -240,6 +258,11 @@ class OdbcSession:
                     return
 
         await asyncio.get_running_loop().run_in_executor(self._executor, fetch_all)
+
+    def warnings(self) -> list[str]:
+        """The driver's warnings since the last call (connecting, executing)."""
+        said, self._warnings[:] = list(self._warnings), []
+        return said
 
     async def close(self) -> None:
         """Close the query's cursor, if it is still open; a failure is only logged (the
@@ -285,11 +308,12 @@ class OdbcSession:
             if not self._conn.timeout:
                 raise
             # Some drivers refuse SQL_ATTR_QUERY_TIMEOUT on the statement: warn, go on without.
-            logger.warning(
-                "the ODBC driver refused the query timeout (%s); the run's own timeout "
-                "still bounds it",
-                self._source.describe(exc),
+            warning = (
+                f"the ODBC driver refused the query timeout ({self._source.describe(exc)}); "
+                "the run's own timeout still bounds it"
             )
+            logger.warning("%s", warning)
+            self._warnings.append(warning)
             self._conn._conn.timeout = 0
             cursor = await self._conn.cursor()
         # aioodbc keeps the pyodbc cursor private; SQLCancel needs it from another thread.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,3 +141,67 @@ async def test_a_hung_query_is_cancelled_in_the_server_at_the_timeout(
         "AND state = 'active' AND pid <> pg_backend_pid()"
     )
     assert sleeping.strip() == "0"
+
+
+NOISY_SQL = """
+DROP VIEW IF EXISTS vwZSDOrder_Advanced;
+CREATE OR REPLACE FUNCTION checked(n int) RETURNS int LANGUAGE plpgsql AS $$
+BEGIN
+  IF n = 1 THEN RAISE NOTICE 'price list of 2025 used'; END IF;
+  IF n % 2 = 0 THEN RAISE WARNING 'order % has no customer; kept', n; END IF;
+  RETURN n;
+END $$;
+CREATE VIEW vwZSDOrder_Advanced AS
+  SELECT checked(g) AS "OrderNumber", 'Customer ' || g AS "Customer"
+  FROM generate_series(1, {rows}) AS g;
+GRANT SELECT ON vwZSDOrder_Advanced TO sync_reader;
+GRANT EXECUTE ON FUNCTION checked(int) TO sync_reader;
+"""
+
+
+async def test_the_drivers_warnings_are_in_the_runs_lines(
+    server: PostgresServer, settings: Settings
+) -> None:
+    """psqlODBC refuses the query timeout and hands PostgreSQL's notices over as
+    SQL_SUCCESS_WITH_INFO: both are the run's own lines, each notice its own WARNING line, in
+    order, the flood cut at 20 lines and counted; the run itself succeeds."""
+    server.psql(NOISY_SQL.format(rows=6))
+    async with sync_service(with_source(settings, server.odbc())) as service:
+        log = await service.scheduler.run_once()
+        assert log is not None
+        messages = await service.messages(log.id)
+    assert log.status is Status.success, messages
+    connected = messages.index("Connected successfully")
+    assert messages[connected + 1].startswith(
+        "WARNING: the ODBC driver refused a query timeout of "
+    ), messages
+    assert "[HY000] Couldn't set unsupported connect attribute 113" in messages[connected + 1]
+    fetching = messages.index("Fetching records from vwZSDOrder_Advanced...")
+    assert messages[fetching + 1 : fetching + 5] == [
+        "WARNING: NOTICE: price list of 2025 used",
+        "WARNING: order 2 has no customer; kept",
+        "WARNING: order 4 has no customer; kept",
+        "WARNING: order 6 has no customer; kept",
+    ]
+    assert messages[fetching + 5] == "Importing records in batches of 500..."
+
+    # Thousands of notices (psqlODBC's diagnostic comes in pieces of 1,022 characters): 20
+    # lines in all, then how many more.
+    server.psql(NOISY_SQL.format(rows=4_000))
+    async with sync_service(with_source(settings, server.odbc())) as service:
+        log = await service.scheduler.run_once()
+        assert log is not None
+        messages = await service.messages(log.id)
+    assert log.status is Status.success, messages
+    warnings = [m for m in messages if m.startswith("WARNING: ")]
+    assert len(warnings) == 21, warnings
+    assert warnings[1:4] == [
+        "WARNING: NOTICE: price list of 2025 used",
+        "WARNING: order 2 has no customer; kept",
+        "WARNING: order 4 has no customer; kept",
+    ]
+    assert warnings[19] == "WARNING: order 36 has no customer; kept"
+    last = re.fullmatch(r"WARNING: ([\d,]+) more from the source, not shown", warnings[20])
+    assert last is not None, warnings[20]
+    # Every piece was put back together: no notice was cut in two.
+    assert int(last.group(1).replace(",", "")) > 100
