@@ -170,24 +170,11 @@ async def test_a_rails_database_is_adopted_with_its_search_index_to_build(
         steps = 0
         while not await build.step():
             steps += 1
-            if db.by_status_ready and search_done(database_path) > 0:
-                # FTS5 merges nothing inside the search index's batches (or anyone's inserts
-                # meanwhile): the build's own bounded steps do.
-                assert automerge(database_path) == 0
         assert steps >= 6
         assert db.search_ready
     finally:
         await db.close()
     assert_index_exact(database_path)
-    # Once complete: automerge is back to its default, and nothing was left to merge.
-    assert automerge(database_path) == 4
-    with raw(database_path) as conn:
-        before = conn.total_changes
-        conn.execute(
-            "INSERT INTO job_log_details_search (job_log_details_search, rank) "
-            "VALUES ('merge', 1000)"
-        )
-        assert conn.total_changes - before < 2
     reopened = await Database.open(database_path)
     try:
         assert reopened.search_ready
@@ -220,22 +207,6 @@ async def test_other_writers_go_on_during_the_build_and_everything_ends_searchab
         await build.close()
         await db.close()
     assert_index_exact(database_path)
-
-
-def automerge(path: Path) -> int | None:
-    """The search index's automerge setting (None: FTS5's default, 4)."""
-    with raw(path) as conn:
-        row = conn.execute(
-            "SELECT v FROM job_log_details_search_config WHERE k = 'automerge'"
-        ).fetchone()
-    return None if row is None else int(row[0])
-
-
-def search_done(path: Path) -> int:
-    """How far the search index's build has come (0: not started)."""
-    with raw(path) as conn:
-        row = conn.execute("SELECT done FROM search_index_build").fetchone()
-    return 0 if row is None else int(row[0])
 
 
 def _runs_holding(path: Path, text: str) -> list[int]:

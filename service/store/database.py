@@ -131,22 +131,18 @@ class Database:
         for listener in self.on_commit:
             listener()
 
-    async def write_script(self, script: str) -> int:
+    async def write_script(self, script: str) -> None:
         """Run ``script``, a whole ``BEGIN IMMEDIATE … COMMIT`` without parameters, in one trip
         to the writer's thread: the file's lock is then never held across a trip through the
-        event loop, which a busy machine can stretch to tens of milliseconds each. Returns
-        how many rows it changed (SQLite's total_changes)."""
+        event loop, which a busy machine can stretch to tens of milliseconds each."""
         async with self._write_lock:
-            before = self._writer.total_changes
             try:
                 await self._writer.executescript(script)
             except BaseException:
                 await _roll_back(self._writer)
                 raise
-            changed = self._writer.total_changes - before
         for listener in self.on_commit:
             listener()
-        return changed
 
     async def read(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         """The rows of one read-only statement, on the reader connection.

@@ -181,59 +181,26 @@ def _only_comments(statement: str) -> bool:
 # upto. ``{{ids}}`` is the batch's size. Then the batch's pages are copied into the database
 # at once (a passive checkpoint takes no lock): left in the WAL, they made the next writer to
 # commit past 1,000 pages -- the Rails app -- run the checkpoint itself (855 ms at a decade).
-def _batch(
-    build: str, insert: str, select: str, source: str, first: str = "", last: str = ""
-) -> str:
+def _batch(build: str, insert: str, select: str, source: str) -> str:
     return f"""
 BEGIN IMMEDIATE;
-{first}
 INSERT INTO {insert}
   SELECT {select} FROM {build} AS b
   JOIN {source} AS r ON r.id > b.done AND r.id <= min(b.upto, b.done + {{ids}});
 UPDATE {build} SET done = min(upto, done + {{ids}});
 DELETE FROM {build} WHERE done >= upto;
-{last.format(build=build)}
 COMMIT;
 PRAGMA wal_checkpoint(PASSIVE);
 """
-
-
-# FTS5 merges an index's segments as lines are added, inside the inserting transaction: a
-# little with every insert (automerge), and a whole level at once when it holds crisismerge
-# (16) segments. While the search index is built, its batches merge nothing: the build merges
-# in steps of its own between them, each one transaction writing about ``{pages}`` pages
-# ('merge' with a positive N merges only levels holding usermerge = 4 segments or more: what
-# automerge would have merged), sized like the batches, until nothing is left to merge or
-# after _MERGE_STEPS steps (other writers add a segment with every commit: merging may never
-# find nothing left while they write). Once
-# every line is in, automerge returns to its default (in the last batch's transaction, so a
-# restart can never leave it off).
-_MERGE_OFF = f"INSERT INTO {_SEARCH} ({_SEARCH}, rank) VALUES ('automerge', 0);"
-_MERGE_ON_WHEN_DONE = (
-    f"INSERT INTO {_SEARCH} ({_SEARCH}, rank) SELECT 'automerge', 4 "
-    f"WHERE NOT EXISTS (SELECT 1 FROM {{build}});"
-)
-_MERGE_STEP = f"""
-BEGIN IMMEDIATE;
-INSERT INTO {_SEARCH} ({_SEARCH}, rank) VALUES ('merge', {{pages}});
-COMMIT;
-PRAGMA wal_checkpoint(PASSIVE);
-"""
-# A merge step that changed fewer rows than this found nothing to merge (FTS5's own test).
-_MERGED = 2
-# The most merge steps after one batch.
-_MERGE_STEPS = 8
 
 
 @dataclass(frozen=True)
 class _Stage:
-    """One thing the background build adds to an adopted database, batch by batch; ``merges``:
-    an FTS5 index, merged in steps of the build's own (see _MERGE_STEP)."""
+    """One thing the background build adds to an adopted database, batch by batch."""
 
     what: str
     build_table: str
     batch: str
-    merges: bool = False
 
     def ready(self, db: Database) -> bool:
         return db.by_status_ready if self.build_table == _BY_STATUS_BUILD else db.search_ready
@@ -245,10 +212,6 @@ class _Stage:
             db.search_ready = True
 
 
-# Pages a merge step starts with, and its bounds.
-_FIRST_PAGES = 64
-_MIN_PAGES = 16
-_MAX_PAGES = 1_024
 _BY_STATUS_BUILD = "job_logs_by_status_build"
 _SEARCH_BUILD = "search_index_build"
 # The runs first: a tenth as many rows, and the reads of every status filter wait for them.
@@ -266,15 +229,7 @@ _STAGES = (
     _Stage(
         "the search index",
         _SEARCH_BUILD,
-        _batch(
-            _SEARCH_BUILD,
-            f"{_SEARCH} (rowid, message)",
-            "r.id, r.message",
-            "job_log_details",
-            first=_MERGE_OFF,
-            last=_MERGE_ON_WHEN_DONE,
-        ),
-        merges=True,
+        _batch(_SEARCH_BUILD, f"{_SEARCH} (rowid, message)", "r.id, r.message", "job_log_details"),
     ),
 )
 
@@ -318,10 +273,6 @@ class BackgroundBuild:
         self._first_rows = first_rows
         self._ids = max(1, min(first_rows, max_rows))
         self._max_rows = max_rows
-        # Pages per merge step, sized like the batches; and how many more merge steps may
-        # follow the last batch.
-        self._pages = _FIRST_PAGES
-        self._merges_left = 0
         self._target = target_seconds
         self._pause = pause_seconds
         self._retry = retry_seconds
@@ -348,9 +299,6 @@ class BackgroundBuild:
         stage = self._stage()
         if stage is None:
             return True
-        if self._merges_left:
-            await self._merge_step()
-            return False
         if self.progress is None:
             self.progress = await _progress(self._db, stage.build_table)
         if self.progress is not None:
@@ -358,39 +306,19 @@ class BackgroundBuild:
             # One trip to the writer's thread, BEGIN to COMMIT (see Database.write_script);
             # the batch and the watermark move together.
             await self._db.write_script(stage.batch.format(ids=int(self._ids)))
-            self._held(started, f"a batch of {self._ids} ids")
+            self.held = time.monotonic() - started
+            self.longest = max(self.longest, self.held)
+            if self.held > 0.1:
+                logger.debug("a batch of %d ids took %.0f ms", self._ids, self.held * 1000)
             self._resize(self.held)
             self.batches += 1
-            self._merges_left = _MERGE_STEPS if stage.merges else 0
             self.progress = await _progress(self._db, stage.build_table)
-            if self._merges_left:
-                return False
         if self.progress is None:
             stage.set_ready(self._db)
             logger.info("%s is complete", stage.what)
             # The next stage's rows cost another time each: start it small again.
             self._ids = max(1, min(self._first_rows, self._max_rows))
         return self.complete
-
-    async def _merge_step(self) -> None:
-        """Merge the search index's segments by about ``_pages`` pages, in one transaction."""
-        started = time.monotonic()
-        changed = await self._db.write_script(_MERGE_STEP.format(pages=self._pages))
-        self._held(started, f"merging {self._pages} pages")
-        if changed < _MERGED:
-            # Nothing was merged: how long that took says nothing of a merge's pages.
-            self._merges_left = 0
-            return
-        factor = min(2.0, max(0.5, self._target / max(self.held, 1e-6)))
-        self._pages = max(_MIN_PAGES, min(_MAX_PAGES, round(self._pages * factor)))
-        self._merges_left -= 1
-
-    def _held(self, started: float, what: str) -> None:
-        """Note how long the write lock was held since ``started``."""
-        self.held = time.monotonic() - started
-        self.longest = max(self.longest, self.held)
-        if self.held > 0.1:
-            logger.debug("%s took %.0f ms", what, self.held * 1000)
 
     def _resize(self, took: float) -> None:
         """Aim the next batch at the target time, changing by at most half or double."""
