@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import re
 import sqlite3
 import threading
 import time
@@ -49,6 +50,8 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 JOB_NAME = "SyncOpenOrdersJob"
+# A successful run's last line, as written in run(): what it says of the records imported.
+_COMPLETED = re.compile(r"Job completed successfully - Total: ([0-9,]+) records in ")
 # The source's warnings written into one run's lines at most; past it, how many more there were.
 MAX_WARNING_LINES = 20
 SHUTTING_DOWN = "Interrupted - service shutting down"
@@ -114,6 +117,12 @@ class _Stager:
 def _retrieve(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def records_imported(line: str | None) -> int | None:
+    """The records a successful run imported, from its last line; None for any other line."""
+    found = _COMPLETED.match(line) if line is not None else None
+    return int(found.group(1).replace(",", "")) if found else None
 
 
 def batch_line(batch: int, planned: int | None, rows: int) -> str:

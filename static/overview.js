@@ -186,7 +186,8 @@ function chart(timeline) {
     if (bucket.going) words.push(`${bucket.going} going on`);
     const text = `${hoverTime.format(new Date(bucket.start))}: ${words.join(", ")}; `
       + `longest ${bucket.longest_seconds === null ? "—" : duration(bucket.longest_seconds)}; `
-      + `latest ${bucket.latest_name}, ${STATUS_WORDS[bucket.latest_status]}`;
+      + `latest ${bucket.latest_name}, ${STATUS_WORDS[bucket.latest_status]}`
+      + (bucket.latest_records === null ? "" : `, ${bucket.latest_records.toLocaleString("en")} records`);
     rect.setAttribute("aria-label", text);
     const title = svg("title");
     title.textContent = text;

@@ -6,7 +6,7 @@ import pytest
 
 from service.sources import connection_string as cs
 from service.sources import diagnostics
-from service.sync import batch_line
+from service.sync import batch_line, records_imported
 
 
 @pytest.mark.parametrize(
@@ -109,3 +109,19 @@ def test_a_long_warning_in_pieces_is_put_back_together() -> None:
     said += [("[01000] (0)", "first"), ("[01000] (0)", "second")]
     found = diagnostics.warnings_from(said, [])
     assert found == [f"order {n} late" for n in range(1, 400)] + ["[01000] first", "[01000] second"]
+
+
+@pytest.mark.parametrize(
+    ("line", "records"),
+    [
+        ("Job completed successfully - Total: 1,523 records in 2.3 seconds", 1523),
+        ("Job completed successfully - Total: 0 records in 0.1 seconds (3 gone)", 0),
+        ("ERROR: Fetch failed - Total: 5 records in 1 s", None),
+        ("Fetched 1,523 records", None),
+        (None, None),
+    ],
+)
+def test_the_records_a_run_imported_are_read_from_its_last_line(
+    line: str | None, records: int | None
+) -> None:
+    assert records_imported(line) == records

@@ -16,12 +16,20 @@ from tests.support.clock import FakeClock
 HOUR = timedelta(hours=1)
 
 
-def write_run(path: Path, started: datetime, status: int, seconds: float, name: str) -> None:
+def write_run(
+    path: Path, started: datetime, status: int, seconds: float, name: str, *lines: str
+) -> None:
     with closing(sqlite3.connect(path)) as conn, conn:
-        conn.execute(
+        log = conn.execute(
             "INSERT INTO job_logs (name, status, created_at, updated_at) VALUES (?, ?, ?, ?)",
             (name, status, to_db(started), to_db(started + timedelta(seconds=seconds))),
-        )
+        ).lastrowid
+        for line in lines:
+            conn.execute(
+                "INSERT INTO job_log_details (job_log_id, message, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?)",
+                (log, line, to_db(started), to_db(started)),
+            )
 
 
 async def test_buckets_count_runs_their_endings_and_the_longest(
@@ -34,8 +42,23 @@ async def test_buckets_count_runs_their_endings_and_the_longest(
     # Three runs in the first hour (one failed, the longest 40 s), one in the third.
     write_run(path, since + timedelta(minutes=5), 3, 10, "a")
     write_run(path, since + timedelta(minutes=15), 2, 0.5, "b")
-    write_run(path, since + timedelta(minutes=25), 3, 40, "c")
-    write_run(path, since + timedelta(hours=2, minutes=1), 2, 3, "d")
+    write_run(
+        path,
+        since + timedelta(minutes=25),
+        3,
+        40,
+        "c",
+        "Job started - SyncOpenOrdersJob",
+        "Job completed successfully - Total: 1,523 records in 40.0 seconds (12 new)",
+    )
+    write_run(
+        path,
+        since + timedelta(hours=2, minutes=1),
+        2,
+        3,
+        "d",
+        "ERROR: Fetch failed - Total: 5 records in 1 s",
+    )
     query = f"since={since.isoformat()}&until={now.isoformat()}&buckets=6"
     response = await client.get(f"/api/job_logs/timeline?{query}".replace("+", "%2B"))
     assert response.status == 200
@@ -45,6 +68,9 @@ async def test_buckets_count_runs_their_endings_and_the_longest(
     assert (first["runs"], first["succeeded"], first["failed"], first["going"]) == (3, 2, 1, 0)
     assert first["longest_seconds"] == 40
     assert (first["latest_name"], first["latest_status"]) == ("c", "success")
+    # What the latest run imported, from its last line; none for a failed run.
+    assert first["latest_records"] == 1523
+    assert third["latest_records"] is None
     assert third["start"].startswith((since + 2 * HOUR).strftime("%Y-%m-%dT%H:%M"))
     assert (third["runs"], third["failed"], third["latest_name"]) == (1, 1, "d")
     # Runs every 10 minutes were due: the second hour and the last three are gaps (the

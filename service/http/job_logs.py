@@ -31,6 +31,7 @@ from service.store import (
     list_job_logs_json,
     neighbours,
 )
+from service.sync import records_imported
 from service.wire import JobLog, iso_z
 
 
@@ -109,6 +110,7 @@ async def timeline(request: web.Request) -> web.Response:
                     longest_seconds=bucket.longest_seconds,
                     latest_name=bucket.latest_name,
                     latest_status=bucket.latest_status.name,
+                    latest_records=records_imported(bucket.latest_last_line),
                 )
                 for bucket in found
             ],

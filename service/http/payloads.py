@@ -29,6 +29,10 @@ class BucketOut(_Out):
     longest_seconds: float | None = Field(description="The longest finished run's duration.")
     latest_name: str = Field(description="The latest run of the bucket (what a click opens).")
     latest_status: Literal["pending", "processing", "error", "success"]
+    latest_records: int | None = Field(
+        description="The records the latest run imported, from its last line "
+        "('Job completed successfully - Total: N records …'); null unless it succeeded."
+    )
 
 
 class GapOut(_Out):

@@ -20,7 +20,7 @@ from .timestamps import to_db_bound
 @dataclass(frozen=True)
 class Bucket:
     """The runs that started in [start, start + width): how many ended how, the longest
-    finished one, and the latest run's name (what a click opens)."""
+    finished one, and the latest run's name (what a click opens) and last line."""
 
     index: int
     runs: int
@@ -30,6 +30,7 @@ class Bucket:
     longest_seconds: float | None
     latest_name: str
     latest_status: Status
+    latest_last_line: str | None
 
 
 async def buckets(db: Database, since: datetime, width: timedelta, count: int) -> list[Bucket]:
@@ -61,11 +62,19 @@ async def buckets(db: Database, since: datetime, width: timedelta, count: int) -
     latest = {}
     if ids:
         marks = ", ".join("?" * len(ids))
-        found = await db.read(f"SELECT id, name, status FROM job_logs WHERE id IN ({marks})", ids)
-        latest = {row["id"]: (row["name"], Status(row["status"])) for row in found}
+        # Each latest run's last line, from the end of its run in the job_log_id index.
+        found = await db.read(
+            "SELECT id, name, status, (SELECT message FROM job_log_details AS d "
+            "WHERE d.job_log_id = job_logs.id ORDER BY d.id DESC LIMIT 1) AS last_line "
+            f"FROM job_logs WHERE id IN ({marks})",
+            ids,
+        )
+        latest = {
+            row["id"]: (row["name"], Status(row["status"]), row["last_line"]) for row in found
+        }
     out = []
     for row, newest in zip(rows, ids, strict=True):
-        name, status = latest.get(newest, ("", Status.pending))
+        name, status, last_line = latest.get(newest, ("", Status.pending, None))
         index = min(max(int(row["b"]), 0), count - 1)
         longest = row["longest"]
         out.append(
@@ -78,6 +87,7 @@ async def buckets(db: Database, since: datetime, width: timedelta, count: int) -
                 longest_seconds=None if longest is None else max(0.0, round(float(longest), 3)),
                 latest_name=name,
                 latest_status=status,
+                latest_last_line=last_line,
             )
         )
     return out

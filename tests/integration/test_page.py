@@ -994,7 +994,11 @@ def test_the_chart_draws_the_api_s_buckets_gaps_and_failures_on_a_time_axis(
             if 3 * 24 <= hours < 4 * 24:
                 continue  # a day without runs
             failed = hours % 17 == 0
-            messages = ["ERROR: Fetch failed - timeout"] if failed else ["Job completed"]
+            messages = (
+                ["ERROR: Fetch failed - timeout"]
+                if failed
+                else ["Job completed successfully - Total: 1,523 records in 2.3 seconds"]
+            )
             add_run(database, now - timedelta(hours=hours), ERROR if failed else SUCCESS, messages)
         for scheme in SCHEMES:
             with watched_page(browser, color_scheme=scheme) as watched:
@@ -1010,9 +1014,10 @@ def test_the_chart_draws_the_api_s_buckets_gaps_and_failures_on_a_time_axis(
                 shown = bars.evaluate_all(
                     "(rects) => rects.map((r) => [r.dataset.start, r.dataset.name, "
                     "Number(r.dataset.runs), Number(r.dataset.failed), "
-                    "r.getAttribute('fill'), r.getBBox().height])"
+                    "r.getAttribute('fill'), r.getBBox().height, "
+                    "r.querySelector('title').textContent])"
                 )
-                for (start, name, runs, failed, fill, height), bucket in zip(
+                for (start, name, runs, failed, fill, height, title), bucket in zip(
                     shown, drawn["buckets"], strict=True
                 ):
                     assert (start, name, runs, failed) == (
@@ -1021,6 +1026,10 @@ def test_the_chart_draws_the_api_s_buckets_gaps_and_failures_on_a_time_axis(
                         bucket["runs"],
                         bucket["failed"],
                     )
+                    # Hover names what the latest run imported, when it succeeded.
+                    succeeded = bucket["latest_status"] == "success"
+                    assert bucket["latest_records"] == (1523 if succeeded else None)
+                    assert ("1,523 records" in title) == succeeded, title
                     if failed:
                         # Hatched and never flat, whatever the colours.
                         assert fill == "url(#hatch)"
