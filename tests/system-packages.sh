@@ -4,13 +4,14 @@
 # them (under CI=true those tests fail instead).
 set -eu
 
-# ruby, ruby-activerecord, ruby-sqlite3: the seed's Rails models read and write our database file.
+# ruby, ruby-activerecord, ruby-sqlite3: the seed's Rails models read and write our database file;
+# ruby-pg: the same on PostgreSQL.
 # unixodbc and its drivers (libsqliteodbc, odbc-postgresql, tdsodbc) and a postgresql server:
 # the sync job reads real sources through real ODBC drivers.
 # chromium: the browser Playwright drives through the page (Playwright never downloads one).
 # nginx, curl, systemd: docs/deploy/ run for real (the tests start their own nginx in their own
 # folder; systemd-analyze checks the unit; curl follows the event stream as an operator does).
-PACKAGES="ruby ruby-activerecord ruby-sqlite3 unixodbc libsqliteodbc odbc-postgresql tdsodbc postgresql chromium nginx curl systemd"
+PACKAGES="ruby ruby-activerecord ruby-sqlite3 ruby-pg unixodbc libsqliteodbc odbc-postgresql tdsodbc postgresql chromium nginx curl systemd"
 
 missing=""
 for package in $PACKAGES; do

@@ -52,6 +52,11 @@ def test_the_store_is_imported_from_its_package_only() -> None:
 
 
 def _is_a_store_module(module: str) -> bool:
-    """``service.store.reads`` is a module; ``service.store.job_log`` (an imported name) is not."""
-    first = module.removeprefix("service.store.").split(".")[0]
-    return (ROOT / "service" / "store" / f"{first}.py").exists()
+    """``service.store.reads`` is a module; ``service.store.job_log`` (an imported name) is not.
+    A dialect's package (``service.store.postgres``) is imported as the store is: from the
+    package, never through its modules."""
+    parts = module.removeprefix("service.store.").split(".")
+    store = ROOT / "service" / "store"
+    if (store / f"{parts[0]}.py").exists():
+        return True
+    return len(parts) > 1 and (store / parts[0] / f"{parts[1]}.py").exists()

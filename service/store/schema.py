@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # The columns this service reads and writes; a database may have more (Rails adds none today).
-_REQUIRED_COLUMNS = {
+REQUIRED_COLUMNS = {
     "job_logs": {"id", "name", "status", "created_at", "updated_at"},
     "job_log_details": {"id", "job_log_id", "message", "created_at", "updated_at"},
 }
@@ -117,7 +117,7 @@ async def apply_schema(conn: aiosqlite.Connection, path: Path) -> Pending:
 
 
 async def _check_columns(conn: aiosqlite.Connection, path: Path) -> None:
-    for table, required in _REQUIRED_COLUMNS.items():
+    for table, required in REQUIRED_COLUMNS.items():
         present = {
             row["name"] for row in await conn.execute_fetchall(f"PRAGMA table_info({table})")
         }

@@ -1,5 +1,6 @@
 # The seed's Rails side of the job log, on Debian's ActiveRecord: its migrations, its models
-# (enum, associations, validations, default scope) and its sample data.
+# (enum, associations, validations, default scope) and its sample data. DB is a SQLite file,
+# or a postgresql:// URL (the pg adapter).
 #
 #   ruby rails_app.rb migrate DB   create the tables with the seed's migrations
 #   ruby rails_app.rb seed DB      insert the seed's sample logs and details
@@ -10,7 +11,11 @@ require "json"
 
 command, database, *rest = ARGV
 ActiveRecord::Base.default_timezone = :utc
-ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: database)
+if database.start_with?("postgresql://")
+  ActiveRecord::Base.establish_connection(database)
+else
+  ActiveRecord::Base.establish_connection(adapter: "sqlite3", database: database)
+end
 ActiveRecord::Migration.verbose = false
 
 class CreateJobLogs < ActiveRecord::Migration[6.1]

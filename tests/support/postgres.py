@@ -127,13 +127,27 @@ class PostgresServer:
             for key, value in parts.items()
         )
 
-    def psql(self, sql: str) -> str:
-        """Run ``sql`` as the superuser in ``database``; psql's unaligned, tuples-only output.
+    def psql(self, sql: str, database: str | None = None) -> str:
+        """Run ``sql`` as the superuser in ``database`` (default: the server's own); psql's
+        unaligned, tuples-only output.
 
         Statements run one by one and the first error stops the script and raises
         AssertionError with psql's standard error.
         """
-        return self._psql(sql, self.database)
+        return self._psql(sql, self.database if database is None else database)
+
+    def store_database(self, name: str) -> str:
+        """A new database ``name`` for the job-log store, owned by a login role of the same
+        name (so it may create tables and the pg_trgm extension, as a plant's would); its
+        ``postgresql://`` URL, password included."""
+        password = secrets.token_urlsafe(18)
+        role = _sql_identifier(name)
+        self._psql(
+            f"CREATE ROLE {role} LOGIN PASSWORD {_sql_literal(password)};\n"
+            f"CREATE DATABASE {role} OWNER {role};\n",
+            "postgres",
+        )
+        return f"postgresql://{name}:{password}@{self.host}:{self.port}/{name}"
 
     def terminate_backends(self, user: str | None = None) -> None:
         """End every session of ``user`` (default ``self.user``), waiting until they are gone."""
