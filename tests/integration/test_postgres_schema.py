@@ -91,7 +91,13 @@ async def test_the_schema_is_created_and_applied_again_unchanged(url: str) -> No
             "SELECT table_name FROM information_schema.tables "
             "WHERE table_schema = 'public' ORDER BY table_name",
         )
-        assert [t for (t,) in tables] == ["job_log_counts", "job_log_details", "job_logs"]
+        assert [t for (t,) in tables] == [
+            "job_log_counts",
+            "job_log_details",
+            "job_logs",
+            "sync_lease",
+            "sync_ticks",
+        ]
         # The counts follow every insert, status change and delete.
         first = await add_log(conn, "20251215143022")
         second = await add_log(conn, "20251215143022_1")

@@ -93,3 +93,23 @@ CREATE OR REPLACE TRIGGER job_log_counts_after_update
 -- Substring search in detail messages: pg_trgm (a trusted extension: the database's owner
 -- may create it) with a GIN index over the messages, built CONCURRENTLY by schema.py.
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
+
+-- The sync's run lock is a lease (store/postgres/lease.py): a session advisory lock held by a
+-- session of its own. Each time a node takes it, the epoch rises; a run's final writes check
+-- that the epoch is still theirs, so a node that lost the lease without noticing (hung, cut
+-- off) can write nothing that counts.
+CREATE TABLE IF NOT EXISTS sync_lease (
+  id integer PRIMARY KEY CHECK (id = 1),
+  epoch bigint NOT NULL,
+  node text,
+  taken_at timestamp(6) without time zone
+);
+INSERT INTO sync_lease (id, epoch) VALUES (1, 0) ON CONFLICT (id) DO NOTHING;
+
+-- The scheduled slots a node has claimed: every node ticks on the same grid, and the first to
+-- claim a slot runs it; a slot runs at most once.
+CREATE TABLE IF NOT EXISTS sync_ticks (
+  slot timestamp(6) without time zone PRIMARY KEY,
+  node text NOT NULL,
+  claimed_at timestamp(6) without time zone NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+);
