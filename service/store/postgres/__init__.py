@@ -4,20 +4,24 @@ through psycopg 3. Imported from here, never through its modules.
 :mod:`.schema` creates the job-log tables or adopts those the Rails migrations made, with ids
 in commit order, and builds the indexes over existing rows without blocking writers.
 :mod:`.lease` is the sync's run lock across nodes (a lease), its fencing, and the claims of
-scheduled slots.
+scheduled slots. :mod:`.wakeups` wakes this node's readers for every node's commits.
 """
 
 from .lease import LeaseLost, RunLease, claim_slot, database_now, fence
 from .schema import INDEXES, apply_schema, build_indexes, index_state
+from .wakeups import Wake, Wakeups, notify
 
 __all__ = [
     "INDEXES",
     "LeaseLost",
     "RunLease",
+    "Wake",
+    "Wakeups",
     "apply_schema",
     "build_indexes",
     "claim_slot",
     "database_now",
     "fence",
     "index_state",
+    "notify",
 ]
