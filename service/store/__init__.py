@@ -7,6 +7,7 @@ swap, the purge's statements, the readiness write.
 """
 
 from .changes import ChangeWatch
+from .contract import JobLogStore, SqliteStore
 from .database import Database, DatabaseUnavailable
 from .errors import (
     IncompatibleSchema,
@@ -104,10 +105,12 @@ __all__ = [
     "InvalidMessage",
     "InvalidTransition",
     "JobLogQuery",
+    "JobLogStore",
     "LastError",
     "MonthCount",
     "NotFound",
     "Purgeable",
+    "SqliteStore",
     "StagingClosed",
     "StagingWriter",
     "StoreError",

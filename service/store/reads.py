@@ -53,7 +53,7 @@ _DETAIL_OF_D = "d.id, d.job_log_id, d.message, d.created_at, d.updated_at"
 # --- one run ---------------------------------------------------------------------------------
 
 
-def _key(ref: str | int) -> tuple[str, str | int]:
+def log_key(ref: str | int) -> tuple[str, str | int]:
     """``("name", …)`` for a name, ``("id", n)`` for an id; anything else is not found."""
     if isinstance(ref, int):
         return "id", ref
@@ -66,7 +66,7 @@ def _key(ref: str | int) -> tuple[str, str | int]:
 
 async def job_log(db: Database, ref: str | int) -> JobLog:
     """A run (without its lines) as it is now; NotFound if there is none."""
-    column, key = _key(ref)
+    column, key = log_key(ref)
     rows = await db.read_bounded(f"SELECT {LOG_COLUMNS} FROM job_logs WHERE {column} = ?", (key,))
     if not rows:
         raise NotFound(f"job log {ref} does not exist")
@@ -91,7 +91,7 @@ async def neighbours(db: Database, ref: str | int) -> tuple[JobLog | None, JobLo
 
 async def job_log_with_details(db: Database, ref: str | int) -> JobLogWithDetails:
     """A run with all its lines in chronological order; NotFound if there is none."""
-    column, key = _key(ref)
+    column, key = log_key(ref)
     rows = await db.read(
         f"SELECT {_LOG_OF_L}, d.id AS d_id, d.job_log_id AS d_job_log_id, "
         "d.message AS d_message, d.created_at AS d_created_at, d.updated_at AS d_updated_at "
@@ -118,7 +118,7 @@ async def job_log_with_details(db: Database, ref: str | int) -> JobLogWithDetail
 
 async def job_log_with_details_json(db: Database, ref: str | int) -> str:
     """:func:`job_log_with_details` as the JSON of its model, written by SQLite."""
-    column, key = _key(ref)
+    column, key = log_key(ref)
     text = await _with_details_json(db, f"l.{column} = ?", [key])
     if text is None:
         raise NotFound(f"job log {ref} does not exist")

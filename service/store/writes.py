@@ -28,7 +28,7 @@ MAX_MESSAGE_LENGTH = 5000
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 # The life cycle: pending → processing → success | error, and pending → error.
-_ALLOWED_FROM: dict[Status, frozenset[Status]] = {
+ALLOWED_FROM: dict[Status, frozenset[Status]] = {
     Status.processing: frozenset({Status.pending}),
     Status.success: frozenset({Status.processing}),
     Status.error: frozenset({Status.pending, Status.processing}),
@@ -85,7 +85,7 @@ async def create_job_log(db: Database) -> JobLog:
 
 async def set_status(db: Database, job_log_id: int, status: Status) -> JobLog:
     """Move a log to ``status``; refuses (InvalidTransition) what the life cycle forbids."""
-    allowed = _ALLOWED_FROM.get(status, frozenset())
+    allowed = ALLOWED_FROM.get(status, frozenset())
     async with db.transaction() as conn:
         placeholders = ", ".join("?" for _ in allowed) or "NULL"
         row = await fetch_one(

@@ -3,17 +3,23 @@ through psycopg 3. Imported from here, never through its modules.
 
 :mod:`.schema` creates the job-log tables or adopts those the Rails migrations made, with ids
 in commit order, and builds the indexes over existing rows without blocking writers.
+:mod:`.database`, :mod:`.writes` and :mod:`.reads` are the twins of the store's modules of
+the same names, answering the store's contract through :class:`PostgresStore`.
 :mod:`.lease` is the sync's run lock across nodes (a lease), its fencing, and the claims of
 scheduled slots. :mod:`.wakeups` wakes this node's readers for every node's commits.
 """
 
+from .database import PgDatabase
 from .lease import LeaseLost, RunLease, claim_slot, database_now, fence
 from .schema import INDEXES, apply_schema, build_indexes, index_state
+from .store import PostgresStore
 from .wakeups import Wake, Wakeups, notify
 
 __all__ = [
     "INDEXES",
     "LeaseLost",
+    "PgDatabase",
+    "PostgresStore",
     "RunLease",
     "Wake",
     "Wakeups",

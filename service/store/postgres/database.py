@@ -1,0 +1,113 @@
+"""The job-log database on PostgreSQL: a pool of sessions, the clock and the naming zone.
+
+The twin of :class:`service.store.Database`: ``transaction()`` for writes (each its own
+transaction, any number at once — PostgreSQL orders them; the id triggers keep ids in commit
+order), ``read()`` for one statement. Timestamps are ``timestamp(6)`` in UTC: written and read
+as naive UTC datetimes, handed out aware.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager, suppress
+from typing import Any, LiteralString
+from urllib.parse import unquote, urlsplit
+from zoneinfo import ZoneInfo
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from service.clock import Clock, utc_now
+
+from ..database import DatabaseUnavailable
+from .lease import one_line
+from .schema import apply_schema
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+Connection = psycopg.AsyncConnection[Row]
+
+
+class PgDatabase:
+    """A pool of sessions to one PostgreSQL database holding the job-log schema."""
+
+    def __init__(self, pool: AsyncConnectionPool[Connection], clock: Clock, zone: ZoneInfo) -> None:
+        self._pool = pool
+        self.clock = clock
+        self.zone = zone
+        # Called after each write transaction commits (the hub's wake-up on this node).
+        self.on_commit: list[Callable[[], None]] = []
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        clock: Clock = utc_now,
+        zone: ZoneInfo | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        connect_seconds: float = 5.0,
+    ) -> PgDatabase:
+        """Connect the pool and apply the schema (store/postgres/schema.sql)."""
+        pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs={"autocommit": True, "row_factory": dict_row},
+            connection_class=psycopg.AsyncConnection[Row],
+            timeout=connect_seconds,
+            open=False,
+            name="joblog",
+        )
+        try:
+            # The schema on a session of its own (rows as tuples), then the pool.
+            async with await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=max(1, round(connect_seconds))
+            ) as conn:
+                await apply_schema(conn)
+            await pool.open(wait=True, timeout=connect_seconds)
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            await pool.close()
+            reason = scrubbed(one_line(exc), url)
+            raise DatabaseUnavailable(f"cannot open the PostgreSQL database: {reason}") from None
+        return cls(pool, clock, zone or ZoneInfo("UTC"))
+
+    async def close(self) -> None:
+        """Close every session, after the transactions under way have ended."""
+        await self._pool.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Connection]:
+        """One write transaction on a session of the pool: COMMIT, or ROLLBACK on any error."""
+        async with self._pool.connection() as conn, conn.transaction():
+            yield conn
+        for listener in self.on_commit:
+            listener()
+
+    async def read(self, sql: LiteralString, params: Sequence[object] = ()) -> list[Row]:
+        """The rows of one read-only statement."""
+        async with self._pool.connection() as conn:
+            cursor = await conn.execute(sql, params)
+            return list(await cursor.fetchall())
+
+
+def scrubbed(text: str, url: str) -> str:
+    """``text`` without the URL's password, nor the URL itself (a driver may quote either when
+    it cannot parse it)."""
+    hidden = [url]
+    with suppress(ValueError):
+        password = urlsplit(url).password
+        if password:
+            hidden += [password, unquote(password)]
+    with suppress(psycopg.Error):
+        found = conninfo_to_dict(url).get("password")
+        if isinstance(found, str) and found:
+            hidden.append(found)
+    for secret in sorted(hidden, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
