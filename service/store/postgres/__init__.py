@@ -7,10 +7,19 @@ in commit order, and builds the indexes over existing rows without blocking writ
 the same names, answering the store's contract through :class:`PostgresStore`.
 :mod:`.lease` is the sync's run lock across nodes (a lease), its fencing, and the claims of
 scheduled slots. :mod:`.wakeups` wakes this node's readers for every node's commits.
+:mod:`.open_orders` stages each run in a table of its own and swaps it in, fenced.
 """
 
 from .database import PgDatabase
 from .lease import LeaseLost, RunLease, claim_slot, database_now, fence
+from .open_orders import (
+    count_open_orders,
+    create_staging,
+    drop_staging,
+    stage,
+    staging_table,
+    swap_open_orders,
+)
 from .schema import INDEXES, apply_schema, build_indexes, index_state
 from .store import PostgresStore
 from .wakeups import Wake, Wakeups, notify
@@ -26,8 +35,14 @@ __all__ = [
     "apply_schema",
     "build_indexes",
     "claim_slot",
+    "count_open_orders",
+    "create_staging",
     "database_now",
+    "drop_staging",
     "fence",
     "index_state",
     "notify",
+    "stage",
+    "staging_table",
+    "swap_open_orders",
 ]

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from datetime import datetime
-from typing import Any
+from typing import Any, LiteralString
 
 import psycopg
+from psycopg.rows import tuple_row
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +151,7 @@ async def fence(conn: Connection, epoch: int) -> None:
     The row is read FOR SHARE: a node taking the lease waits for this transaction to end before
     it raises the epoch, so a check that passed holds until the commit.
     """
-    cursor = await conn.execute("SELECT epoch FROM sync_lease WHERE id = 1 FOR SHARE")
-    row = await cursor.fetchone()
+    row = await _one(conn, "SELECT epoch FROM sync_lease WHERE id = 1 FOR SHARE", ())
     current = None if row is None else int(row[0])
     if current != epoch:
         raise LeaseLost(f"the run lease moved on (epoch {current}, this run's {epoch})")
@@ -159,21 +159,30 @@ async def fence(conn: Connection, epoch: int) -> None:
 
 async def claim_slot(conn: Connection, slot: datetime, node: str) -> bool:
     """Claim the scheduled ``slot`` (UTC, naive) for ``node``; False when another node did."""
-    cursor = await conn.execute(
+    row = await _one(
+        conn,
         "INSERT INTO sync_ticks (slot, node) VALUES (%s, %s) ON CONFLICT (slot) DO NOTHING "
         "RETURNING slot",
         (slot, node),
     )
-    return await cursor.fetchone() is not None
+    return row is not None
 
 
 async def database_now(conn: Connection) -> datetime:
     """The database's clock (UTC, naive): every node ticks on the same grid by it."""
-    cursor = await conn.execute("SELECT now() AT TIME ZONE 'UTC'")
-    row = await cursor.fetchone()
+    row = await _one(conn, "SELECT now() AT TIME ZONE 'UTC'", ())
     assert row is not None
     value: datetime = row[0]
     return value
+
+
+async def _one(
+    conn: Connection, query: LiteralString, params: tuple[object, ...]
+) -> tuple[Any, ...] | None:
+    """The first row as a tuple, whatever rows the connection makes by default."""
+    async with conn.cursor(row_factory=tuple_row) as cursor:
+        await cursor.execute(query, params)
+        return await cursor.fetchone()
 
 
 def one_line(exc: BaseException) -> str:
