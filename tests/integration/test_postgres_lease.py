@@ -10,13 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import psycopg
 import pytest
 
 from service.store.postgres import (
@@ -27,7 +25,7 @@ from service.store.postgres import (
     database_now,
     fence,
 )
-from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.postgres import PostgresServer, connected
 
 pytestmark = pytest.mark.integration
 
@@ -37,28 +35,13 @@ _names = itertools.count(1)
 PATIENCE = 10.0
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        yield running
-
-
 @pytest.fixture
-async def url(server: PostgresServer) -> str:
+async def url(postgres: PostgresServer) -> str:
     """A database of its own for each test, with the schema applied."""
-    made = server.store_database(f"lease_{next(_names)}")
+    made = postgres.store_database(f"lease_{next(_names)}")
     async with connected(made) as conn:
         await apply_schema(conn)
     return made
-
-
-@asynccontextmanager
-async def connected(url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @contextmanager
@@ -152,11 +135,11 @@ async def test_a_hung_node_loses_the_lease_after_its_idle_timeout_and_notices(ur
         await taker.release()
 
 
-async def test_a_cut_lock_session_is_a_lost_lease(server: PostgresServer, url: str) -> None:
+async def test_a_cut_lock_session_is_a_lost_lease(postgres: PostgresServer, url: str) -> None:
     holding, taker = RunLease(url, "node-a"), RunLease(url, "node-b")
     try:
         assert await holding.acquire()
-        server.psql(
+        postgres.psql(
             "SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity "
             "WHERE application_name = 'joblog run lease (node-a)';",
             database=url.rsplit("/", 1)[1],

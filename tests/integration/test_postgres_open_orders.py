@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
@@ -25,7 +25,7 @@ from service.store.postgres import (
     stage,
     swap_open_orders,
 )
-from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 
@@ -45,15 +45,9 @@ def orders(count: int, shift: int = 0) -> list[tuple[object, ...]]:
     ]
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        yield running
-
-
 @pytest.fixture
-async def url(server: PostgresServer) -> str:
-    return server.store_database(f"orders_{next(_names)}")
+async def url(postgres: PostgresServer) -> str:
+    return postgres.store_database(f"orders_{next(_names)}")
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ import itertools
 import json
 import random
 import subprocess
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,7 @@ import pytest
 
 from service.store import IncompatibleSchema
 from service.store.postgres import INDEXES, apply_schema, build_indexes, index_state
-from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.postgres import PostgresServer
 from tests.support.system import require_ruby_library
 
 pytestmark = pytest.mark.integration
@@ -43,16 +43,10 @@ def rails(url: str, *args: str) -> str:
     return result.stdout
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        yield running
-
-
 @pytest.fixture
-def url(server: PostgresServer) -> str:
+def url(postgres: PostgresServer) -> str:
     """A database of its own for each test, owned by its own role."""
-    return server.store_database(f"joblog_{next(_names)}")
+    return postgres.store_database(f"joblog_{next(_names)}")
 
 
 @asynccontextmanager
@@ -198,13 +192,15 @@ async def test_a_table_the_service_cannot_use_is_refused(url: str) -> None:
         assert await rows(conn, "SELECT to_regclass('job_log_counts')") == [(None,)]
 
 
-async def test_an_interrupted_index_build_is_built_again(server: PostgresServer, url: str) -> None:
+async def test_an_interrupted_index_build_is_built_again(
+    postgres: PostgresServer, url: str
+) -> None:
     async with connected(url) as conn:
         await apply_schema(conn)
         name = "index_job_log_details_on_message_trgm"
         # What a CREATE INDEX CONCURRENTLY cut off midway leaves behind: an INVALID index.
         await conn.execute(INDEXES[name])
-        server.psql(
+        postgres.psql(
             f"UPDATE pg_index SET indisvalid = false WHERE indexrelid = '{name}'::regclass;",
             database=url.rsplit("/", 1)[1],
         )

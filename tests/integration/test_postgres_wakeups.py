@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from service.store.postgres import Wake, Wakeups, apply_schema, notify
-from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.postgres import PostgresServer, connected, postgres_server
 
 pytestmark = pytest.mark.integration
 
@@ -27,26 +27,11 @@ class Rollback(Exception):
     """Ends a transaction without committing it."""
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        yield running
-
-
-async def store(server: PostgresServer) -> str:
-    made = server.store_database(f"wake_{next(_names)}")
+async def store(postgres: PostgresServer) -> str:
+    made = postgres.store_database(f"wake_{next(_names)}")
     async with connected(made) as conn:
         await apply_schema(conn)
     return made
-
-
-@asynccontextmanager
-async def connected(url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    try:
-        yield conn
-    finally:
-        await conn.close()
 
 
 @asynccontextmanager
@@ -99,8 +84,8 @@ async def rolled_back(conn: psycopg.AsyncConnection[Any]) -> None:
         raise Rollback
 
 
-async def test_a_commit_wakes_every_listening_node_with_its_ids(server: PostgresServer) -> None:
-    url = await store(server)
+async def test_a_commit_wakes_every_listening_node_with_its_ids(postgres: PostgresServer) -> None:
+    url = await store(postgres)
     async with listening(url) as (_, first), listening(url) as (_, second):
         async with connected(url) as conn:
             # A transaction that rolls back wakes nobody.
@@ -118,8 +103,8 @@ async def test_a_commit_wakes_every_listening_node_with_its_ids(server: Postgres
         await until(lambda: Wake("notified") in first, "a foreign notification")
 
 
-async def test_without_commits_the_readers_are_woken_to_poll(server: PostgresServer) -> None:
-    url = await store(server)
+async def test_without_commits_the_readers_are_woken_to_poll(postgres: PostgresServer) -> None:
+    url = await store(postgres)
     async with listening(url, poll_seconds=0.1) as (_, wakes):
         await until(lambda: sum(w.reason == "poll" for w in wakes) >= 3, "three polls")
 

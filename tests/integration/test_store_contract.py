@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,18 +25,12 @@ from service.store import (
 from service.store.postgres import PgDatabase, PostgresStore
 from service.wire import Status
 from tests.support.clock import FakeClock
-from tests.support.postgres import PostgresServer, postgres_server
+from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
 
 _names = itertools.count(1)
 BERLIN = ZoneInfo("Europe/Berlin")
-
-
-@pytest.fixture(scope="module")
-def pg_server() -> Iterator[PostgresServer]:
-    with postgres_server() as running:
-        yield running
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -51,8 +45,8 @@ async def store(
         finally:
             await db.close()
         return
-    server: PostgresServer = request.getfixturevalue("pg_server")
-    url = server.store_database(f"contract_{next(_names)}")
+    postgres: PostgresServer = request.getfixturevalue("postgres")
+    url = postgres.store_database(f"contract_{next(_names)}")
     pg = await PgDatabase.open(url, clock=clock, zone=BERLIN)
     try:
         yield PostgresStore(pg)
@@ -205,9 +199,9 @@ async def test_timestamps_keep_their_microseconds(store: JobLogStore, clock: Fak
 
 
 async def test_a_postgresql_database_that_cannot_be_opened_is_named_without_its_password(
-    pg_server: PostgresServer,
+    postgres: PostgresServer,
 ) -> None:
-    url = pg_server.store_database(f"contract_{next(_names)}")
+    url = postgres.store_database(f"contract_{next(_names)}")
     secret = "Wr0ng-S3cret pass"
     wrong = url.replace(url.split(":")[2].split("@")[0], "Wr0ng-S3cret%20pass")
     with pytest.raises(DatabaseUnavailable) as refused:

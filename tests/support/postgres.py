@@ -15,10 +15,13 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
+
+import psycopg
 
 from .system import free_port, missing, require_command
 
@@ -384,3 +387,13 @@ def postgres_server(
     finally:
         _shut_down(server)
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@asynccontextmanager
+async def connected(url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    """A plain session on ``url`` (autocommit, rows as tuples), as another program opens one."""
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        yield conn
+    finally:
+        await conn.close()

@@ -68,16 +68,8 @@ class RunLease:
         """Take the lock if it is free (raising the epoch); False when another node holds it."""
         if self._conn is not None:
             return False
-        # Keepalives notice a dead peer within about 11 s on an idle connection.
-        conn = await psycopg.AsyncConnection.connect(
-            self._url,
-            autocommit=True,
-            connect_timeout=max(1, round(self._connect_seconds)),
-            keepalives=1,
-            keepalives_idle=5,
-            keepalives_interval=2,
-            keepalives_count=3,
-            application_name=f"joblog run lease ({self.node})"[:63],
+        conn = await direct_session(
+            self._url, f"joblog run lease ({self.node})", self._connect_seconds
         )
         try:
             await conn.execute(
@@ -143,6 +135,22 @@ class RunLease:
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
+
+
+async def direct_session(url: str, name: str, connect_seconds: float) -> Connection:
+    """A session of its own, never from the pool (a lock or LISTEN lives as long as it does):
+    autocommit, named ``name`` in pg_stat_activity, with TCP keepalives that notice a dead
+    peer within about 11 s even while it is idle."""
+    return await psycopg.AsyncConnection.connect(
+        url,
+        autocommit=True,
+        connect_timeout=max(1, round(connect_seconds)),
+        keepalives=1,
+        keepalives_idle=5,
+        keepalives_interval=2,
+        keepalives_count=3,
+        application_name=name[:63],
+    )
 
 
 async def fence(conn: Connection, epoch: int) -> None:

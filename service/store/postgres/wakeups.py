@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 import psycopg
 
-from .lease import one_line
+from .lease import direct_session, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -114,16 +114,7 @@ class Wakeups:
             retry = min(_RETRY_LAST, retry * 2)
 
     async def _listen(self) -> None:
-        conn = await psycopg.AsyncConnection.connect(
-            self._url,
-            autocommit=True,
-            connect_timeout=max(1, round(self._connect_seconds)),
-            keepalives=1,
-            keepalives_idle=5,
-            keepalives_interval=2,
-            keepalives_count=3,
-            application_name="joblog wake-ups",
-        )
+        conn = await direct_session(self._url, "joblog wake-ups", self._connect_seconds)
         try:
             await conn.execute("LISTEN joblog")
             if self.connects:
