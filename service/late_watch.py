@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from contextlib import suppress
 from datetime import timedelta
 
 from service.clock import Clock
 from service.notify import Notifier
 from service.schedule import Plan, freshness
 from service.store import Database, last_success_at, latest_job_log
+from service.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -77,8 +77,5 @@ class LateWatch:
 
     async def close(self) -> None:
         """Stop looking."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -20,12 +20,11 @@ import pytest
 from service.store.postgres import (
     LeaseLost,
     RunLease,
-    apply_schema,
     claim_slot,
     database_now,
     fence,
 )
-from tests.support.postgres import PostgresServer, connected
+from tests.support.postgres import PostgresServer, connected, schema_database
 
 pytestmark = pytest.mark.integration
 
@@ -38,10 +37,7 @@ PATIENCE = 10.0
 @pytest.fixture
 async def url(postgres: PostgresServer) -> str:
     """A database of its own for each test, with the schema applied."""
-    made = postgres.store_database(f"lease_{next(_names)}")
-    async with connected(made) as conn:
-        await apply_schema(conn)
-    return made
+    return await schema_database(postgres, f"lease_{next(_names)}")
 
 
 @contextmanager

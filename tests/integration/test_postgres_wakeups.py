@@ -13,8 +13,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from service.store.postgres import Wake, Wakeups, apply_schema, notify
-from tests.support.postgres import PostgresServer, connected, postgres_server
+from service.store.postgres import Wake, Wakeups, notify
+from tests.support.postgres import PostgresServer, connected, postgres_server, schema_database
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +28,7 @@ class Rollback(Exception):
 
 
 async def store(postgres: PostgresServer) -> str:
-    made = postgres.store_database(f"wake_{next(_names)}")
-    async with connected(made) as conn:
-        await apply_schema(conn)
-    return made
+    return await schema_database(postgres, f"wake_{next(_names)}")
 
 
 @asynccontextmanager

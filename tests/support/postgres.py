@@ -397,3 +397,13 @@ async def connected(url: str) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         yield conn
     finally:
         await conn.close()
+
+
+async def schema_database(server: PostgresServer, name: str) -> str:
+    """:meth:`PostgresServer.store_database` with the job-log schema applied; its URL."""
+    from service.store.postgres import apply_schema
+
+    url = server.store_database(name)
+    async with connected(url) as conn:
+        await apply_schema(conn)
+    return url

@@ -19,11 +19,12 @@ import asyncio
 import json
 import logging
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import psycopg
+
+from service.tasks import cancel_and_wait
 
 from .lease import direct_session, one_line
 
@@ -86,11 +87,8 @@ class Wakeups:
 
     async def close(self) -> None:
         """Stop listening."""
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         self.listening = False
 
     async def _run(self) -> None:
