@@ -2,19 +2,21 @@
 
 :class:`JobLogStore` is the part of the store that has a PostgreSQL twin so far — a run's log
 created, its lines appended, its status moved along the life cycle, runs left open closed, a
-run read back and lines followed by id. :class:`SqliteStore` answers it with the store's own
-functions; ``service.store.postgres.PostgresStore`` with their PostgreSQL twins. One suite of
-tests (tests/integration/test_store_contract.py) runs against both.
+run read back, lines followed by id, pages of runs and searches, the counts.
+:class:`SqliteStore` answers it with the store's own functions;
+``service.store.postgres.PostgresStore`` with their PostgreSQL twins. One suite of tests
+(tests/integration/test_store_contract.py) runs against both.
 """
 
 from __future__ import annotations
 
 from typing import Protocol
 
-from service.wire import EventDetail, JobLog, JobLogDetail, Status
+from service.wire import EventDetail, JobLog, JobLogDetail, JobLogPage, Status, StatusCounts
 
-from . import reads, writes
+from . import reads, search, writes
 from .database import Database
+from .models import JobLogQuery
 
 
 class JobLogStore(Protocol):
@@ -45,6 +47,13 @@ class JobLogStore(Protocol):
     ) -> list[EventDetail]:
         """Lines with id above ``after``, in id order: what every writer committed, none
         missed."""
+
+    async def list_job_logs(self, query: JobLogQuery) -> JobLogPage:
+        """A page of runs, most recent first, filtered by status, time and text (ASCII
+        letters folded); the total exact, or with text a lower bound past 1,000."""
+
+    async def count_by_status(self) -> StatusCounts:
+        """How many runs there are, in all and per status."""
 
 
 class SqliteStore:
@@ -77,3 +86,9 @@ class SqliteStore:
         self, after: int, *, limit: int, job_log_id: int | None = None
     ) -> list[EventDetail]:
         return await reads.details_after(self.db, after, limit=limit, job_log_id=job_log_id)
+
+    async def list_job_logs(self, query: JobLogQuery) -> JobLogPage:
+        return await search.list_job_logs(self.db, query)
+
+    async def count_by_status(self) -> StatusCounts:
+        return await reads.count_by_status(self.db)

@@ -18,6 +18,7 @@ from service.store import (
     DatabaseUnavailable,
     InvalidMessage,
     InvalidTransition,
+    JobLogQuery,
     JobLogStore,
     NotFound,
     SqliteStore,
@@ -215,3 +216,96 @@ async def test_a_postgresql_database_that_cannot_be_opened_is_named_without_its_
         await PgDatabase.open(bad, connect_seconds=2)
     assert "S3cret" not in str(unparsed.value)
     assert "sslmode" in str(unparsed.value)
+
+
+async def test_pages_of_runs_newest_first_with_exact_totals(
+    store: JobLogStore, clock: FakeClock
+) -> None:
+    ids = []
+    for n in range(30):
+        # Every third run shares its second with the one before (created_at ties: by id).
+        if n % 3:
+            clock.advance(60)
+        log = await store.create_job_log()
+        ids.append(log.id)
+        if n % 4 == 0:
+            await store.set_status(log.id, Status.error)
+    newest_first = [
+        log.id
+        for log in sorted(
+            [await store.job_log(i) for i in ids], key=lambda x: (x.created_at, x.id), reverse=True
+        )
+    ]
+    first = await store.list_job_logs(JobLogQuery(per_page=10))
+    assert [log.id for log in first.items] == newest_first[:10]
+    assert (first.total, first.total_is_lower_bound) == (30, False)
+    third = await store.list_job_logs(JobLogQuery(page=3, per_page=10))
+    assert [log.id for log in third.items] == newest_first[20:]
+    assert (await store.list_job_logs(JobLogQuery(page=4, per_page=10))).items == []
+    errors = await store.list_job_logs(JobLogQuery(status=Status.error, per_page=100))
+    assert errors.total == 8
+    assert [log.id for log in errors.items] == [i for i in newest_first if ids.index(i) % 4 == 0]
+    since = (await store.job_log(ids[10])).created_at
+    until = (await store.job_log(ids[20])).created_at
+    ranged = await store.list_job_logs(JobLogQuery(since=since, until=until, per_page=100))
+    expected = [i for i in newest_first if since <= (await store.job_log(i)).created_at < until]
+    assert [log.id for log in ranged.items] == expected
+    assert ranged.total == len(expected)
+    counts = await store.count_by_status()
+    assert (counts.total, counts.pending, counts.error) == (30, 22, 8)
+
+
+async def test_a_search_matches_ascii_letters_in_any_case_and_nothing_else(
+    store: JobLogStore, clock: FakeClock
+) -> None:
+    texts = {
+        "a": "ERROR: Connection failed - [28000] Login failed for user 'sync'",
+        "b": "error: connection failed - [28000] LOGIN FAILED for user 'sync'",
+        "c": "WARNING: Löschsperre on order 7",
+        "d": "WARNING: LÖSCHSPERRE on order 8",
+        "e": "Batch 1/1 imported (100% of 500 records)",
+        "f": "Batch 1/1 imported (1000 of 500_records)",
+    }
+    runs = {}
+    for key, text in texts.items():
+        clock.advance(1)
+        log = await store.create_job_log()
+        await store.add_detail(log.id, "Job started - SyncOpenOrdersJob")
+        await store.add_detail(log.id, text)
+        runs[key] = log.id
+
+    async def found(q: str) -> list[int]:
+        page = await store.list_job_logs(JobLogQuery(q=q, per_page=100))
+        assert page.total == len(page.items)
+        assert not page.total_is_lower_bound
+        return sorted(log.id for log in page.items)
+
+    assert await found("login FAILED") == sorted([runs["a"], runs["b"]])
+    # Letters beyond ASCII are matched as written, in both backends.
+    assert await found("Löschsperre") == [runs["c"]]
+    assert await found("LÖSCHSPERRE") == [runs["d"]]
+    # LIKE's wildcards are text.
+    assert await found("100%") == [runs["e"]]
+    assert await found("500_records") == [runs["f"]]
+    assert await found("Job started") == sorted(runs.values())
+    assert await found("nowhere at all") == []
+    errors = await store.list_job_logs(JobLogQuery(q="failed", status=Status.pending))
+    assert errors.total == 2
+
+
+async def test_a_search_counts_to_a_thousand_then_says_more(
+    store: JobLogStore, clock: FakeClock
+) -> None:
+    for n in range(1_003):
+        if n:
+            clock.advance(1)
+        log = await store.create_job_log()
+        await store.add_detail(log.id, f"ERROR: Fetch failed - deadlock victim {n}")
+    page = await store.list_job_logs(JobLogQuery(q="deadlock victim", per_page=100, page=11))
+    assert (page.total, page.total_is_lower_bound) == (1_000, True)
+    # The page itself is exact: the last three runs of 1,003.
+    assert [log.name for log in page.items] == [
+        "20251215153024",
+        "20251215153023",
+        "20251215153022",
+    ]

@@ -9,7 +9,7 @@ as naive UTC datetimes, handed out aware.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from typing import Any, LiteralString
 from urllib.parse import unquote, urlsplit
@@ -89,7 +89,9 @@ class PgDatabase:
         for listener in self.on_commit:
             listener()
 
-    async def read(self, sql: LiteralString, params: Sequence[object] = ()) -> list[Row]:
+    async def read(
+        self, sql: LiteralString, params: Sequence[object] | Mapping[str, object] = ()
+    ) -> list[Row]:
         """The rows of one read-only statement."""
         async with self._pool.connection() as conn:
             cursor = await conn.execute(sql, params)

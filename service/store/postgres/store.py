@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from service.wire import EventDetail, JobLog, JobLogDetail, Status
+from service.wire import EventDetail, JobLog, JobLogDetail, JobLogPage, Status, StatusCounts
 
+from ..models import JobLogQuery
 from . import reads, writes
 from .database import PgDatabase
 
@@ -38,3 +39,9 @@ class PostgresStore:
         self, after: int, *, limit: int, job_log_id: int | None = None
     ) -> list[EventDetail]:
         return await reads.details_after(self.db, after, limit=limit, job_log_id=job_log_id)
+
+    async def list_job_logs(self, query: JobLogQuery) -> JobLogPage:
+        return await reads.list_job_logs(self.db, query)
+
+    async def count_by_status(self) -> StatusCounts:
+        return await reads.count_by_status(self.db)
