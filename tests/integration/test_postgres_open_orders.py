@@ -19,6 +19,7 @@ from service.store.postgres import (
     LeaseLost,
     PgDatabase,
     RunLease,
+    change_summary,
     count_open_orders,
     create_staging,
     drop_staging,
@@ -171,3 +172,31 @@ async def test_a_run_whose_lease_moved_on_cannot_swap(url: str) -> None:
             assert await count_open_orders(db) == 100
         finally:
             await other.release()
+
+
+async def test_the_change_summary_counts_new_gone_and_changed_keys(url: str) -> None:
+    async with opened(url) as (db, lease):
+        await create_staging(db, 1, COLUMNS)
+        # Before any open_orders: nothing to compare with.
+        assert await change_summary(db, 1, "OrderNumber") is None
+        await stage(db, 1, orders(100))
+        assert lease.epoch is not None
+        await swap_open_orders(db, 1, lease.epoch)
+        # Keys 51 to 150, of which 51 to 60 with another customer.
+        later = [
+            (
+                n,
+                f"Customer {n % 7}" if n > 60 else "Someone else",
+                Decimal(n) / 4,
+                date(2025, 12, 1 + n % 28),
+            )
+            for n in range(51, 151)
+        ]
+        await create_staging(db, 2, COLUMNS)
+        await stage(db, 2, later)
+        summary = await change_summary(db, 2, "ordernumber")
+        assert summary is not None
+        assert (summary.new, summary.gone, summary.changed) == (50, 50, 10)
+        assert str(summary) == "50 new, 50 gone, 10 changed"
+        assert await change_summary(db, 2, "NoSuchColumn") is None
+        await drop_staging(db, 2)

@@ -13,6 +13,7 @@ scheduled slots. :mod:`.wakeups` wakes this node's readers for every node's comm
 from .database import PgDatabase
 from .lease import LeaseLost, RunLease, claim_slot, database_now, fence
 from .open_orders import (
+    change_summary,
     count_open_orders,
     create_staging,
     drop_staging,
@@ -34,6 +35,7 @@ __all__ = [
     "Wakeups",
     "apply_schema",
     "build_indexes",
+    "change_summary",
     "claim_slot",
     "count_open_orders",
     "create_staging",

@@ -24,7 +24,7 @@ from psycopg import sql
 from service.sources.base import Column, Row
 
 from ..errors import StoreError
-from ..open_orders import OPEN_ORDERS, validate_columns
+from ..open_orders import OPEN_ORDERS, ChangeSummary, validate_columns
 from .database import Connection, PgDatabase
 from .lease import fence
 
@@ -97,6 +97,39 @@ async def count_open_orders(db: PgDatabase, run_id: int | None = None) -> int:
         )
         row = await cursor.fetchone()
     return int(row["n"]) if row is not None else 0
+
+
+async def change_summary(db: PgDatabase, run_id: int, key: str) -> ChangeSummary | None:
+    """New, gone and changed keys of run ``run_id``'s staging against open_orders (``key``
+    matched ignoring case, as in SQLite mode); None when they cannot be compared."""
+    staging = staging_table(run_id)
+    async with db.transaction() as conn:
+        if not await _exists(conn, OPEN_ORDERS) or not await _exists(conn, staging):
+            return None
+        old = [name for name, _ in await _columns(conn, OPEN_ORDERS)]
+        new = [name for name, _ in await _columns(conn, staging)]
+        by_fold = {name.casefold(): name for name in new}
+        if key.casefold() not in by_fold or key.casefold() not in {n.casefold() for n in old}:
+            return None
+        folded_old = {o.casefold() for o in old}
+        k = sql.Identifier(by_fold[key.casefold()])
+        common = sql.SQL(", ").join(sql.Identifier(n) for n in new if n.casefold() in folded_old)
+        new_set, old_set = sql.Identifier(staging), sql.Identifier(OPEN_ORDERS)
+        cursor = await conn.execute(
+            sql.SQL(
+                "SELECT "
+                "(SELECT count(*) FROM (SELECT {k} FROM {new} EXCEPT SELECT {k} FROM {old}) AS a) "
+                "AS new, "
+                "(SELECT count(*) FROM (SELECT {k} FROM {old} EXCEPT SELECT {k} FROM {new}) AS b) "
+                "AS gone, "
+                "(SELECT count(DISTINCT {k}) FROM (SELECT {common} FROM {new} "
+                "EXCEPT SELECT {common} FROM {old}) AS c WHERE {k} IN (SELECT {k} FROM {old})) "
+                "AS changed"
+            ).format(k=k, new=new_set, old=old_set, common=common)
+        )
+        row = await cursor.fetchone()
+    assert row is not None
+    return ChangeSummary(int(row["new"]), int(row["gone"]), int(row["changed"]))
 
 
 async def swap_open_orders(db: PgDatabase, run_id: int, epoch: int) -> None:
