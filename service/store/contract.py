@@ -2,7 +2,8 @@
 
 :class:`JobLogStore` is the part of the store that has a PostgreSQL twin so far — a run's log
 created, its lines appended, its status moved along the life cycle, runs left open closed, a
-run read back, lines followed by id, pages of runs and searches, the counts.
+run read back, lines followed by id, pages of runs and searches, the counts, pages of a
+run's lines.
 :class:`SqliteStore` answers it with the store's own functions;
 ``service.store.postgres.PostgresStore`` with their PostgreSQL twins. One suite of tests
 (tests/integration/test_store_contract.py) runs against both.
@@ -12,7 +13,15 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from service.wire import EventDetail, JobLog, JobLogDetail, JobLogPage, Status, StatusCounts
+from service.wire import (
+    DetailPage,
+    EventDetail,
+    JobLog,
+    JobLogDetail,
+    JobLogPage,
+    Status,
+    StatusCounts,
+)
 
 from . import reads, search, writes
 from .database import Database
@@ -55,6 +64,11 @@ class JobLogStore(Protocol):
     async def count_by_status(self) -> StatusCounts:
         """How many runs there are, in all and per status."""
 
+    async def detail_page(
+        self, job_log_id: int, *, after: int, limit: int, q: str | None = None
+    ) -> DetailPage:
+        """A page of a run's lines after a cursor, only those containing ``q`` if given."""
+
 
 class SqliteStore:
     """The contract on SQLite: the store's own functions over a :class:`Database`."""
@@ -92,3 +106,8 @@ class SqliteStore:
 
     async def count_by_status(self) -> StatusCounts:
         return await reads.count_by_status(self.db)
+
+    async def detail_page(
+        self, job_log_id: int, *, after: int, limit: int, q: str | None = None
+    ) -> DetailPage:
+        return await reads.detail_page(self.db, job_log_id, after=after, limit=limit, q=q)

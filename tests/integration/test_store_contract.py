@@ -309,3 +309,28 @@ async def test_a_search_counts_to_a_thousand_then_says_more(
         "20251215153023",
         "20251215153022",
     ]
+
+
+async def test_a_runs_lines_come_in_pages_and_can_be_searched(store: JobLogStore) -> None:
+    log = await store.create_job_log()
+    other = await store.create_job_log()
+    lines = [
+        await store.add_detail(log.id, f"Batch {n}/7 imported (500 records)") for n in range(7)
+    ]
+    await store.add_detail(other.id, "Batch 0/1 imported (500 records)")
+    await store.add_detail(log.id, "ERROR: Import failed - LOGIN FAILED")
+    first = await store.detail_page(log.id, after=0, limit=3)
+    assert [d.id for d in first.items] == [d.id for d in lines[:3]]
+    assert first.next_after == lines[2].id
+    rest = await store.detail_page(log.id, after=lines[5].id, limit=3)
+    assert [d.message for d in rest.items] == [
+        lines[6].message,
+        "ERROR: Import failed - LOGIN FAILED",
+    ]
+    assert rest.next_after is None
+    found = await store.detail_page(log.id, after=0, limit=10, q="login failed")
+    assert [d.message for d in found.items] == ["ERROR: Import failed - LOGIN FAILED"]
+    some = await store.detail_page(log.id, after=0, limit=2, q="/7 IMPORTED")
+    assert [d.id for d in some.items] == [d.id for d in lines[:2]]
+    assert some.next_after == lines[1].id
+    assert (await store.detail_page(999_999, after=0, limit=5)).items == []

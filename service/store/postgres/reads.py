@@ -3,7 +3,7 @@ functions, same answers."""
 
 from __future__ import annotations
 
-from service.wire import EventDetail, JobLog, JobLogPage, Status, StatusCounts
+from service.wire import DetailPage, EventDetail, JobLog, JobLogPage, Status, StatusCounts
 
 from ..errors import NotFound
 from ..models import JobLogQuery
@@ -11,7 +11,7 @@ from ..reads import log_key
 from ..rows import is_status
 from ..search import SEARCH_TOTAL_CAP, like_pattern
 from .database import PgDatabase
-from .writes import aware, job_log_from, stamp
+from .writes import aware, detail_from, job_log_from, stamp
 
 
 async def job_log(db: PgDatabase, ref: str | int) -> JobLog:
@@ -131,3 +131,26 @@ async def list_job_logs(db: PgDatabase, query: JobLogQuery) -> JobLogPage:
         total=total,
         total_is_lower_bound=capped,
     )
+
+
+async def detail_page(
+    db: PgDatabase, job_log_id: int, *, after: int, limit: int, q: str | None = None
+) -> DetailPage:
+    """Up to ``limit`` lines of a run with id > ``after``, in id order, optionally only those
+    containing ``q`` (ASCII letters in any case, as everywhere)."""
+    params = {
+        "log": job_log_id,
+        "after": after,
+        "limit": limit + 1,
+        "like": None if q is None else like_pattern(q),
+        "upper": _ASCII_UPPER,
+        "lower": _ASCII_UPPER.lower(),
+    }
+    rows = await db.read(
+        "SELECT d.id, d.job_log_id, d.message, d.created_at, d.updated_at "
+        "FROM job_log_details AS d WHERE d.job_log_id = %(log)s AND d.id > %(after)s "
+        f"AND (%(like)s::text IS NULL OR ({_MATCHES})) ORDER BY d.id LIMIT %(limit)s",
+        params,
+    )
+    items = [detail_from(row) for row in rows[:limit]]
+    return DetailPage(items=items, next_after=items[-1].id if len(rows) > limit else None)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from service.wire import EventDetail, JobLog, JobLogDetail, JobLogPage, Status, StatusCounts
+from service.wire import (
+    DetailPage,
+    EventDetail,
+    JobLog,
+    JobLogDetail,
+    JobLogPage,
+    Status,
+    StatusCounts,
+)
 
 from ..models import JobLogQuery
 from . import reads, writes
@@ -45,3 +53,8 @@ class PostgresStore:
 
     async def count_by_status(self) -> StatusCounts:
         return await reads.count_by_status(self.db)
+
+    async def detail_page(
+        self, job_log_id: int, *, after: int, limit: int, q: str | None = None
+    ) -> DetailPage:
+        return await reads.detail_page(self.db, job_log_id, after=after, limit=limit, q=q)
