@@ -6,10 +6,8 @@ import asyncio
 import itertools
 import json
 import random
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -18,29 +16,12 @@ import pytest
 from service.store import IncompatibleSchema
 from service.store.postgres import INDEXES, apply_schema, build_indexes, index_state
 from tests.support.postgres import PostgresServer
-from tests.support.system import require_ruby_library
+from tests.support.rails import rails
 
 pytestmark = pytest.mark.integration
 
 Connection = psycopg.AsyncConnection[Any]
 _names = itertools.count(1)
-
-RAILS_APP = Path(__file__).with_name("rails_app.rb")
-
-
-def rails(url: str, *args: str) -> str:
-    """Run the seed's Rails side (ActiveRecord, the pg adapter) against ``url``; its output."""
-    ruby = require_ruby_library("active_record", "ruby-activerecord")
-    require_ruby_library("pg", "ruby-pg")
-    result = subprocess.run(
-        [ruby, str(RAILS_APP), args[0], url, *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,26 +26,9 @@ from service.store import (
 )
 from service.wire import Status
 from tests.support.clock import FakeClock
-from tests.support.system import require_ruby_library
+from tests.support.rails import rails
 
 pytestmark = pytest.mark.integration
-
-RAILS_APP = Path(__file__).with_name("rails_app.rb")
-
-
-def rails(database: Path, *args: str) -> str:
-    """Run the seed's Rails side against ``database``; its standard output."""
-    ruby = require_ruby_library("active_record", "ruby-activerecord")
-    require_ruby_library("sqlite3", "ruby-sqlite3")
-    result = subprocess.run(
-        [ruby, str(RAILS_APP), args[0], str(database), *args[1:]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def schema_objects(database: Path) -> dict[str, str]:

@@ -4,11 +4,34 @@ sample rows), opened as another program opens the file."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from .system import require_ruby_library
+
 SEED_SCHEMA = (Path(__file__).parents[1] / "fixtures" / "seed_schema.sql").read_text()
+RAILS_APP = Path(__file__).parents[1] / "integration" / "rails_app.rb"
+
+
+def rails(database: Path | str, *args: str) -> str:
+    """Run the seed's Rails side (tests/integration/rails_app.rb, Debian's ActiveRecord)
+    against a SQLite file or a ``postgresql://`` URL; its standard output."""
+    ruby = require_ruby_library("active_record", "ruby-activerecord")
+    if str(database).startswith("postgresql://"):
+        require_ruby_library("pg", "ruby-pg")
+    else:
+        require_ruby_library("sqlite3", "ruby-sqlite3")
+    result = subprocess.run(
+        [ruby, str(RAILS_APP), args[0], str(database), *args[1:]],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
 
 
 @contextmanager
