@@ -166,18 +166,26 @@ GRANT EXECUTE ON FUNCTION checked(int) TO sync_reader;
 """
 
 
+async def noisy_run(server: PostgresServer, settings: Settings, rows: int) -> list[str]:
+    """A successful run over a view raising notices for ``rows`` rows; its lines, none of
+    which holds the source's password."""
+    server.psql(NOISY_SQL.format(rows=rows))
+    async with sync_service(with_source(settings, server.odbc())) as service:
+        log = await service.scheduler.run_once()
+        assert log is not None
+        messages = await service.messages(log.id)
+    assert log.status is Status.success, messages
+    assert not any(server.password in m for m in messages)
+    return messages
+
+
 async def test_the_drivers_warnings_are_in_the_runs_lines(
     server: PostgresServer, settings: Settings
 ) -> None:
     """psqlODBC refuses the query timeout and hands PostgreSQL's notices over as
     SQL_SUCCESS_WITH_INFO: both are the run's own lines, each notice its own WARNING line, in
     order, the flood cut at 20 lines and counted; the run itself succeeds."""
-    server.psql(NOISY_SQL.format(rows=6))
-    async with sync_service(with_source(settings, server.odbc())) as service:
-        log = await service.scheduler.run_once()
-        assert log is not None
-        messages = await service.messages(log.id)
-    assert log.status is Status.success, messages
+    messages = await noisy_run(server, settings, rows=6)
     connected = messages.index("Connected successfully")
     assert messages[connected + 1].startswith(
         "WARNING: the ODBC driver refused a query timeout of "
@@ -194,12 +202,7 @@ async def test_the_drivers_warnings_are_in_the_runs_lines(
 
     # Thousands of notices (psqlODBC's diagnostic comes in pieces of 1,022 characters): 20
     # lines in all, then how many more.
-    server.psql(NOISY_SQL.format(rows=4_000))
-    async with sync_service(with_source(settings, server.odbc())) as service:
-        log = await service.scheduler.run_once()
-        assert log is not None
-        messages = await service.messages(log.id)
-    assert log.status is Status.success, messages
+    messages = await noisy_run(server, settings, rows=4_000)
     warnings = [m for m in messages if m.startswith("WARNING: ")]
     assert len(warnings) == 21, warnings
     assert warnings[1:4] == [

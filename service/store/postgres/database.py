@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
+from psycopg.sql import Composed
 from psycopg_pool import AsyncConnectionPool
 
 from service.clock import Clock, utc_now
@@ -90,7 +91,7 @@ class PgDatabase:
             listener()
 
     async def read(
-        self, sql: LiteralString, params: Sequence[object] | Mapping[str, object] = ()
+        self, sql: LiteralString | Composed, params: Sequence[object] | Mapping[str, object] = ()
     ) -> list[Row]:
         """The rows of one read-only statement."""
         async with self._pool.connection() as conn:

@@ -3,6 +3,8 @@ functions, same answers."""
 
 from __future__ import annotations
 
+from psycopg import sql
+
 from service.wire import DetailPage, EventDetail, JobLog, JobLogPage, Status, StatusCounts
 
 from ..errors import NotFound
@@ -17,16 +19,12 @@ from .writes import aware, detail_from, job_log_from, stamp
 async def job_log(db: PgDatabase, ref: str | int) -> JobLog:
     """A run (without its lines) as it is now; NotFound if there is none."""
     column, key = log_key(ref)
-    if column == "name":
-        rows = await db.read(
-            "SELECT id, name, status, created_at, updated_at FROM job_logs WHERE name = %s",
-            (key,),
-        )
-    else:
-        rows = await db.read(
-            "SELECT id, name, status, created_at, updated_at FROM job_logs WHERE id = %s",
-            (key,),
-        )
+    rows = await db.read(
+        sql.SQL(
+            "SELECT id, name, status, created_at, updated_at FROM job_logs WHERE {} = %s"
+        ).format(sql.Identifier(column)),
+        (key,),
+    )
     if not rows:
         raise NotFound(f"job log {ref} does not exist")
     return job_log_from(rows[0])
