@@ -172,11 +172,11 @@ def _reset_peak() -> None:
 
 async def _job(odbc: str, view: str, rows: int, work: Path) -> dict[str, Any]:
     """One run of the service's own scheduler; seconds, rows and the run's status."""
+    from service.backend import open_backend
     from service.clock import utc_now
-    from service.components import build_scheduler, open_database, open_target
+    from service.components import build_scheduler
     from service.settings import Settings
     from service.sources import build_source
-    from service.store import job_log_with_details
     from service.wire import Status
 
     settings = Settings(
@@ -190,8 +190,8 @@ async def _job(odbc: str, view: str, rows: int, work: Path) -> dict[str, Any]:
         log_level="warning",
     )
     source = build_source(settings)
-    async with open_database(settings, utc_now) as db, open_target(settings, db) as target:
-        scheduler = build_scheduler(settings, db=db, target=target, source=source, clock=utc_now)
+    async with open_backend(settings, utc_now, serving=False) as backend:
+        scheduler = build_scheduler(settings, backend, source=source)
         try:
             before = _status("VmRSS")
             _reset_peak()
@@ -202,7 +202,7 @@ async def _job(odbc: str, view: str, rows: int, work: Path) -> dict[str, Any]:
         finally:
             await scheduler.stop()
         assert log is not None
-        details = [d.message for d in (await job_log_with_details(db, log.id)).details]
+        details = [d.message for d in await backend.store.last_details(log.id, 1_000_000)]
     if log.status is not Status.success:
         raise RuntimeError(f"the run failed: {details[-1]}")
     with closing(sqlite3.connect(settings.database_path)) as conn:

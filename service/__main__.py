@@ -24,8 +24,9 @@ from aiohttp import web
 
 from service import appkeys, logs
 from service.app import create_app
+from service.backend import open_backend
 from service.clock import utc_now
-from service.components import build_scheduler, open_database, open_notifier, open_target
+from service.components import build_scheduler, open_notifier
 from service.credentials import CredentialsUnavailable
 from service.http.access_log import AccessLogger
 from service.retention import PurgeLocked, PurgeStopped, purge
@@ -158,13 +159,10 @@ async def _run_once(settings: Settings, *, force: bool) -> int:
     """One sync, printing each detail as it is appended; SIGTERM/SIGINT end it as error."""
     source = build_source(settings)
     async with (
-        open_database(settings, utc_now) as db,
-        open_target(settings, db) as target,
-        open_notifier(settings, db) as notifier,
+        open_backend(settings, utc_now, serving=False) as backend,
+        open_notifier(settings, backend.store) as notifier,
     ):
-        scheduler = build_scheduler(
-            settings, db=db, target=target, source=source, clock=utc_now, on_detail=_print
-        )
+        scheduler = build_scheduler(settings, backend, source=source, on_detail=_print)
         if notifier is not None:
             scheduler.on_finished.append(lambda ended, _rows: notifier.run_ended(ended))
         loop = asyncio.get_running_loop()
@@ -180,7 +178,7 @@ async def _run_once(settings: Settings, *, force: bool) -> int:
             await notifier.drain(NOTIFY_DRAIN_SECONDS)
     if log is None:
         print(
-            f"another sync run holds the lock {scheduler.lock_path}; nothing was run",
+            f"another sync run holds {scheduler.lock_where}; nothing was run",
             file=sys.stderr,
         )
         return EXIT_LOCKED
@@ -193,10 +191,11 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
     if days == 0:
         print("retention is off (RETENTION_DAYS=0); nothing was purged")
         return EXIT_OK
-    async with open_database(settings, utc_now) as db:
+    async with open_backend(settings, utc_now, serving=False) as backend:
         try:
             report = await purge(
-                db,
+                backend.store,
+                gate=backend.purge_gate,
                 cutoff=utc_now() - timedelta(days=days),
                 archive_dir=args.archive_dir or settings.archive_dir,
                 dry_run=args.dry_run,
@@ -209,7 +208,7 @@ async def _purge(settings: Settings, args: argparse.Namespace) -> int:
                 print(exc.report.describe())
             print(exc, file=sys.stderr)
             return EXIT_FAILED
-        except (sqlite3.Error, OSError) as exc:
+        except (StoreError, sqlite3.Error, OSError) as exc:
             print(f"purge failed: {exc}", file=sys.stderr)
             return EXIT_FAILED
     print(report.describe())

@@ -9,10 +9,14 @@ from contextlib import asynccontextmanager
 from aiohttp import web
 
 from service import appkeys, logs
+from service.backend import open_backend
 from service.clock import Clock, utc_now
-from service.components import build_scheduler, open_database, open_notifier, open_target
+from service.components import (
+    build_scheduler,
+    open_hub,
+    open_notifier,
+)
 from service.credentials import load_credentials
-from service.events import EventHub
 from service.http import event_stream, health, job_logs, openapi, pages, runs, sessions
 from service.http.auth import access_control
 from service.http.errors import json_errors
@@ -22,9 +26,9 @@ from service.late_watch import LateWatch
 from service.metrics import Metrics
 from service.notify import Notifier
 from service.retention import Retention
+from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import build_source
-from service.store import BackgroundBuild, Heartbeat, last_success_at
 from service.wire import JobLog
 
 
@@ -37,52 +41,39 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     app.on_response_prepare.append(security_headers)
     app[appkeys.SETTINGS] = settings
     app[appkeys.CLOCK] = clock
-    metrics = app[appkeys.METRICS] = Metrics()
+    node = settings.node if settings.database_url is not None else None
+    metrics = app[appkeys.METRICS] = Metrics(node)
 
     async def credentials(app: web.Application) -> AsyncIterator[None]:
         app[appkeys.CREDENTIALS] = await asyncio.to_thread(load_credentials, settings)
         yield
 
     async def databases(app: web.Application) -> AsyncIterator[None]:
-        async with open_database(settings, clock) as db, open_target(settings, db) as target:
-            app[appkeys.DATABASE] = db
-            app[appkeys.TARGET] = target
-            heartbeat = app[appkeys.HEARTBEAT] = Heartbeat(db)
-            last_success = await last_success_at(db)
+        async with open_backend(settings, clock) as backend:
+            app[appkeys.BACKEND] = backend
+            app[appkeys.STORE] = backend.store
+            if backend.database is not None:
+                app[appkeys.DATABASE] = backend.database
+            last_success = await backend.store.last_success_at()
             if last_success is not None:
                 metrics.succeeded_at(last_success)
-            # What an adopted database lacks (runs by status, search index) is built while serving.
-            build = BackgroundBuild(db, max_rows=settings.adoption_batch_rows)
-            build.start()
-            try:
-                yield
-            finally:
-                await build.close()
-                await heartbeat.close()
+            yield
 
     async def hub(app: web.Application) -> AsyncIterator[None]:
-        events = EventHub(
-            app[appkeys.DATABASE],
-            poll_seconds=settings.events_poll_seconds,
-            check_seconds=settings.events_check_seconds,
-            buffer=settings.sse_buffer_events,
-            max_subscribers=settings.sse_max_clients,
-            metrics=metrics,
-        )
-        await events.start()
-        app[appkeys.HUB] = events
-        try:
+        async with open_hub(settings, app[appkeys.BACKEND], metrics) as hub:
+            app[appkeys.HUB] = hub
             yield
-        finally:
-            await events.close()
 
     async def housekeeping(app: web.Application) -> AsyncIterator[None]:
+        backend = app[appkeys.BACKEND]
         retention = Retention(
-            app[appkeys.DATABASE],
+            backend.store,
+            gate=backend.purge_gate,
             retention_days=settings.retention_days,
             archive_dir=settings.archive_dir,
             clock=clock,
             on_purged=metrics.purged.inc,
+            claim_day=backend.several.claim_day if backend.several else None,
         )
         await retention.start()
         try:
@@ -94,29 +85,19 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         app[appkeys.HUB].end_streams()
 
     async def scheduler(app: web.Application) -> AsyncIterator[None]:
-        db = app[appkeys.DATABASE]
-        async with open_notifier(settings, db) as notifier, _scheduler(app, notifier):
+        async with (
+            open_notifier(settings, app[appkeys.STORE]) as notifier,
+            _scheduler(app, notifier),
+        ):
             yield
 
     @asynccontextmanager
     async def _scheduler(app: web.Application, notifier: Notifier | None) -> AsyncIterator[None]:
         source = build_source(settings)
         app[appkeys.SOURCE] = source
-        runner = build_scheduler(
-            settings,
-            db=app[appkeys.DATABASE],
-            target=app[appkeys.TARGET],
-            source=source,
-            clock=clock,
-            on_detail=logs.log_detail,
-        )
-
-        def count_rows(log: JobLog, rows: int) -> None:
-            metrics.last_run_rows.set(rows)
-
-        runner.on_finished.append(count_rows)
-        if notifier is not None:
-            runner.on_finished.append(lambda log, _rows: notifier.run_ended(log))
+        backend = app[appkeys.BACKEND]
+        runner = build_scheduler(settings, backend, source=source, on_detail=logs.log_detail)
+        _tell_of_runs(runner, metrics, notifier, several=backend.several is not None)
         metrics.watch(
             skipped_ticks=lambda: runner.skipped_ticks,
             subscribers=lambda: app[appkeys.HUB].subscriber_count,
@@ -126,7 +107,7 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
         late = None
         if notifier is not None:
             late = LateWatch(
-                app[appkeys.DATABASE], notifier, settings.plan(), settings.late_after, clock
+                app[appkeys.STORE], notifier, settings.plan(), settings.late_after, clock
             )
             late.start()
         try:
@@ -147,3 +128,22 @@ def create_app(settings: Settings, *, clock: Clock = utc_now) -> web.Application
     pages.add_routes(app)
     openapi.add_routes(app)  # last: it describes the routes above
     return app
+
+
+def _tell_of_runs(
+    runner: Scheduler, metrics: Metrics, notifier: Notifier | None, *, several: bool
+) -> None:
+    """The metrics and the notifier hear of the runs this node ends; with several nodes also of
+    runs it closes for a lost node (every node's hub sees every run: counted here, once)."""
+
+    def count_rows(log: JobLog, rows: int) -> None:
+        metrics.last_run_rows.set(rows)
+
+    runner.on_finished.append(count_rows)
+    if notifier is not None:
+        runner.on_finished.append(lambda log, _rows: notifier.run_ended(log))
+    if several:
+        runner.on_finished.append(lambda log, _rows: metrics.run_ended(log))
+        runner.on_closed.append(metrics.run_ended)
+        if notifier is not None:
+            runner.on_closed.append(notifier.run_ended)

@@ -21,11 +21,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from service.metrics import Metrics
-from service.store import ChangeWatch, Database, changes_since, high_water_marks, open_job_logs
+from service.store import ChangeWatch, JobLogStore
 from service.tasks import cancel_and_wait
 from service.wire import EventDetail, JobLog
 
@@ -99,19 +100,22 @@ class EventHub:
 
     def __init__(
         self,
-        db: Database,
+        store: JobLogStore,
         *,
+        on_commit: list[Callable[[], None]],
         poll_seconds: float,
         buffer: int,
         max_subscribers: int,
         metrics: Metrics | None = None,
         check_seconds: float = 0.0,
+        watch: ChangeWatch | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
+        self._on_commit = on_commit
         self._metrics = metrics or Metrics()
         self._poll_seconds = poll_seconds
         self._check_seconds = check_seconds
-        self._watch: ChangeWatch | None = None
+        self._watch = watch if check_seconds > 0 else None
         self._ticker: asyncio.TimerHandle | None = None
         self._checker: asyncio.TimerHandle | None = None
         # Reads of the database so far (a change check that finds nothing is not one).
@@ -132,12 +136,11 @@ class EventHub:
 
     async def start(self) -> None:
         """Begin following from what is committed now (the hub starts live)."""
-        self._log_cursor, self._detail_cursor = await high_water_marks(self._db)
-        if self._check_seconds > 0:
-            self._watch = ChangeWatch(self._db.path)
+        if self._watch is not None:
             self._watch.changed()
-        self._open = {log.id: log for log in await open_job_logs(self._db)}
-        self._db.on_commit.append(self._wake.set)
+        self._log_cursor, self._detail_cursor = await self._store.high_water_marks()
+        self._open = {log.id: log for log in await self._store.open_job_logs()}
+        self._on_commit.append(self._wake.set)
         self._task = asyncio.create_task(self._follow(), name="event-hub")
         loop = asyncio.get_running_loop()
         self._ticker = loop.call_later(TICK_SECONDS, self._tick)
@@ -147,16 +150,13 @@ class EventHub:
     async def close(self) -> None:
         """Stop following and end every stream."""
         with contextlib.suppress(ValueError):
-            self._db.on_commit.remove(self._wake.set)
+            self._on_commit.remove(self._wake.set)
         await cancel_and_wait(self._task)
         self._task = None
         for handle in (self._ticker, self._checker):
             if handle is not None:
                 handle.cancel()
         self._ticker = self._checker = None
-        if self._watch is not None:
-            self._watch.close()
-            self._watch = None
         self.end_streams()
 
     def end_streams(self) -> None:
@@ -231,8 +231,8 @@ class EventHub:
     async def _poll(self) -> bool:
         """Publish one consistent batch of changes; True when more are waiting."""
         self.reads += 1
-        logs, details = await changes_since(
-            self._db, self._log_cursor, self._detail_cursor, list(self._open), POLL_BATCH
+        logs, details = await self._store.changes_since(
+            self._log_cursor, self._detail_cursor, list(self._open), POLL_BATCH
         )
         if len(details) == POLL_BATCH:
             # A backlog: publish details only; log changes wait until it is read, so a log's
@@ -247,7 +247,7 @@ class EventHub:
         for log in changed:
             if log.status.finished:
                 self._publish(Event(log.id, job_log=log))
-                self._metrics.run_ended(log)
+                self._metrics.run_seen(log)
         for log in logs:
             self._log_cursor = max(self._log_cursor, log.id)
             if log.status.finished:

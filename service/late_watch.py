@@ -17,7 +17,7 @@ from datetime import timedelta
 from service.clock import Clock
 from service.notify import Notifier
 from service.schedule import Plan, freshness
-from service.store import Database, last_success_at, latest_job_log
+from service.store import JobLogStore
 from service.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -28,7 +28,7 @@ class LateWatch:
 
     def __init__(
         self,
-        db: Database,
+        store: JobLogStore,
         notifier: Notifier,
         plan: Plan,
         late_after: timedelta | None,
@@ -36,7 +36,7 @@ class LateWatch:
         *,
         every_seconds: float = 15.0,
     ) -> None:
-        self._db = db
+        self._store = store
         self._notifier = notifier
         self._plan = plan
         self._late_after = late_after
@@ -47,14 +47,14 @@ class LateWatch:
 
     async def check(self) -> bool:
         """Look once; True when this look posted a notice."""
-        last = await last_success_at(self._db)
+        last = await self._store.last_success_at()
         state = freshness(last, self._clock(), self._plan, self._late_after)
         if state.state != "late" or last is None or state.late_since is None:
             self._noticed = False
             return False
         if self._noticed:
             return False
-        latest = await latest_job_log(self._db)
+        latest = await self._store.latest_job_log()
         if latest is None:
             return False
         self._noticed = True

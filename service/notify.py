@@ -23,7 +23,7 @@ from typing import Literal
 import aiohttp
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from service.store import Database, last_details, previous_finished_status
+from service.store import JobLogStore
 from service.wire import JobLog, JobLogDetail, Status, iso_z
 
 logger = logging.getLogger(__name__)
@@ -52,19 +52,20 @@ class Notice(BaseModel):
     url: str | None = Field(description="The run's page under PUBLIC_URL; null when unset.")
 
 
-async def notice_for(db: Database, log: JobLog, public_url: str | None) -> Notice | None:
+async def notice_for(store: JobLogStore, log: JobLog, public_url: str | None) -> Notice | None:
     """The notice a finished run calls for: ``run_failed`` for an error, ``run_recovered``
     for a success whose previous finished run failed; None otherwise."""
     event: Event
     if log.status is Status.error:
         event = "run_failed"
     elif (
-        log.status is Status.success and await previous_finished_status(db, log.id) is Status.error
+        log.status is Status.success
+        and await store.previous_finished_status(log.id) is Status.error
     ):
         event = "run_recovered"
     else:
         return None
-    details = await last_details(db, log.id, DETAILS_SENT)
+    details = await store.last_details(log.id, DETAILS_SENT)
     url = f"{public_url.rstrip('/')}/runs/{log.name}" if public_url else None
     return Notice(
         event=event,
@@ -119,7 +120,7 @@ class Notifier:
 
     def __init__(
         self,
-        db: Database,
+        store: JobLogStore,
         webhook_url: SecretStr,
         public_url: str | None,
         *,
@@ -129,7 +130,7 @@ class Notifier:
     ) -> None:
         if attempts < 1:
             raise ValueError("attempts must be at least 1")
-        self._db = db
+        self._store = store
         self._url = webhook_url
         self._public_url = public_url
         self._timeout = timeout_seconds
@@ -199,7 +200,7 @@ class Notifier:
 
     async def _late(self, log: JobLog, last_success: datetime, late_since: datetime) -> None:
         try:
-            details = await last_details(self._db, log.id, DETAILS_SENT)
+            details = await self._store.last_details(log.id, DETAILS_SENT)
         except Exception:
             logger.exception("webhook notice sync_late could not be prepared")
             return
@@ -232,7 +233,7 @@ class Notifier:
 
     async def _notify(self, log: JobLog) -> None:
         try:
-            notice = await notice_for(self._db, log, self._public_url)
+            notice = await notice_for(self._store, log, self._public_url)
         except Exception:
             logger.exception("webhook notice for run %s could not be prepared", log.name)
             return

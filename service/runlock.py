@@ -1,10 +1,38 @@
-"""One sync at a time across processes: an exclusive flock on a file beside the database."""
+"""One sync at a time: :class:`RunGate` is what the scheduler holds for a whole run.
+
+In SQLite mode it is :class:`FileGate`, an exclusive flock on a file beside the database
+(:class:`RunLock`), across the processes of one machine; in PostgreSQL mode it is the run
+lease (``service.store.postgres.RunLease``), across nodes.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 from pathlib import Path
+from typing import Protocol
+
+
+class RunGate(Protocol):
+    """Held by the scheduler from before a run's log is created until the run has ended."""
+
+    @property
+    def where(self) -> str:
+        """What holds it, for messages (a file's path, the database's lease)."""
+
+    @property
+    def epoch(self) -> int | None:
+        """The take's number, checked by the run's swap (None: nothing to fence)."""
+
+    async def acquire(self) -> bool:
+        """Take it if free; False when another process or node holds it."""
+
+    async def keep(self) -> None:
+        """Hold it; return only when it was lost (the run under it must stop)."""
+
+    async def release(self) -> None:
+        """Let go (idempotent)."""
 
 
 class RunLock:
@@ -51,3 +79,28 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class FileGate:
+    """:class:`RunGate` on a :class:`RunLock`: the OS keeps the lock until it is released or
+    its holder dies, so it is never lost while held."""
+
+    def __init__(self, lock: RunLock) -> None:
+        self.lock = lock
+
+    @property
+    def where(self) -> str:
+        return f"the lock {self.lock.path}"
+
+    @property
+    def epoch(self) -> int | None:
+        return None
+
+    async def acquire(self) -> bool:
+        return self.lock.acquire()
+
+    async def keep(self) -> None:
+        await asyncio.Event().wait()
+
+    async def release(self) -> None:
+        self.lock.release()

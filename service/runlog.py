@@ -1,7 +1,8 @@
 """One run's job log as its job writes it: every line in order, none lost, the end recorded.
 
 A line is appended in a task of its own, shielded from the job's cancellation, and waits while
-another process holds the database (it is worth more than the run's pace). When the disk is
+another process holds the database, or while its server cannot be reached (a PostgreSQL restart
+delays a line, never loses it): it is worth more than the run's pace. When the disk is
 full a line fails at once, so the job can stop; it is kept, and written before the run's ERROR
 line once space returns. The end of a run — success or error — waits for the database
 whatever the reason, so a run never stays "processing" while this process lives.
@@ -17,15 +18,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import TypeAlias
 
-from service.store import (
-    Database,
-    StoreError,
-    add_detail,
-    fail_job_log,
-    job_log,
-    set_status,
-    until_written,
-)
+from service.store import JobLogStore, StoreError, until_written
 from service.wire import JobLog, JobLogDetail, Status
 
 logger = logging.getLogger(__name__)
@@ -35,10 +28,11 @@ DetailListener: TypeAlias = Callable[[JobLog, JobLogDetail], None]
 
 
 class RunLog:
-    """Writes the lines and the end of ``log``; tells ``on_detail`` of each line written."""
+    """Writes the lines and the end of ``log`` to ``store``; tells ``on_detail`` of each line
+    written."""
 
-    def __init__(self, db: Database, log: JobLog, on_detail: DetailListener | None) -> None:
-        self._db = db
+    def __init__(self, store: JobLogStore, log: JobLog, on_detail: DetailListener | None) -> None:
+        self._store = store
         self.log = log
         self._on_detail = on_detail
         self._inflight: asyncio.Future[JobLogDetail] | None = None
@@ -47,7 +41,7 @@ class RunLog:
     async def start(self) -> None:
         """pending → processing."""
         await until_written(
-            partial(set_status, self._db, self.log.id, Status.processing),
+            partial(self._store.set_status, self.log.id, Status.processing),
             what=f"the start of run {self.log.name}",
         )
 
@@ -63,7 +57,7 @@ class RunLog:
     async def succeed(self) -> JobLog:
         """processing → success."""
         return await until_written(
-            partial(set_status, self._db, self.log.id, Status.success),
+            partial(self._store.set_status, self.log.id, Status.success),
             what=f"the end of run {self.log.name}",
         )
 
@@ -80,7 +74,7 @@ class RunLog:
     async def _append(self, message: str, wait_when_full: bool) -> JobLogDetail:
         try:
             detail = await until_written(
-                partial(add_detail, self._db, self.log.id, message),
+                partial(self._store.add_detail, self.log.id, message),
                 what=f"a line of run {self.log.name}",
                 wait_when_full=wait_when_full,
             )
@@ -99,16 +93,16 @@ class RunLog:
         for message in owed:
             self._tell(
                 await until_written(
-                    partial(add_detail, self._db, self.log.id, message),
+                    partial(self._store.add_detail, self.log.id, message),
                     what=f"a line of run {self.log.name}",
                 )
             )
         ended = await until_written(
-            partial(fail_job_log, self._db, self.log.id, f"ERROR: {reason}"),
+            partial(self._store.fail_job_log, self.log.id, f"ERROR: {reason}"),
             what=f"the end of run {self.log.name}",
         )
         if ended is None:  # it had ended already: a cancel that came too late changes nothing
-            return await job_log(self._db, self.log.id)
+            return await self._store.job_log(self.log.id)
         logger.warning("sync run %s failed: %s", self.log.name, reason)
         failed, last = ended
         self._tell(last)

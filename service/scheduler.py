@@ -1,9 +1,17 @@
 """The scheduler: a thin loop around one single-pass coroutine, :meth:`Scheduler.run_once`.
 
-One run at a time: within the process a second start is refused while a run is in progress,
-across processes an exclusive lock beside the database is held for the whole run. A tick that
-finds a run in progress is skipped and counted. A run longer than the timeout, or one still
-going at shutdown, is cancelled and ends as error with the reason.
+One run at a time: within the process a second start is refused while a run is in progress;
+across processes (SQLite mode: an exclusive lock beside the database) or nodes (PostgreSQL
+mode: the run lease) a :class:`service.runlock.RunGate` is held for the whole run. A tick that
+finds a run in progress is skipped and counted. A run longer than the timeout, one still going
+at shutdown, or one whose gate was lost (a lease that timed out) is cancelled and ends as error
+with the reason.
+
+With several nodes (``claim`` and ``takeover_seconds`` given), every node ticks on the same
+grid, anchored at the Unix epoch, or the cron schedule's times, and a tick runs only on the
+node that claims its slot; every ``takeover_seconds`` a node that sees a run left open while
+the gate is free — its node was lost — takes the gate, ends that run as
+``ERROR: Interrupted - node lost`` and starts a replacement at once.
 """
 
 from __future__ import annotations
@@ -12,21 +20,14 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from service.clock import Clock
-from service.runlock import RunLock
+from service.runlock import RunGate
 from service.runlog import DetailListener
 from service.schedule import Cron, paused
-from service.store import (
-    Database,
-    close_unfinished,
-    create_job_log,
-    fail_job_log,
-    job_log,
-    until_written,
-)
+from service.store import JobLogStore, until_written
 from service.sync import SHUTTING_DOWN, RunControl, SyncJob
 from service.tasks import cancel_and_wait
 from service.wire import JobLog
@@ -34,6 +35,8 @@ from service.wire import JobLog
 logger = logging.getLogger(__name__)
 
 RESTARTED = "ERROR: Interrupted - service restarted"
+NODE_LOST = "ERROR: Interrupted - node lost"
+LEASE_LOST = "Lease lost - the database stopped answering this node; another may run the sync"
 # How long a stop waits for the cancelled run to write its last lines.
 _STOP_GRACE_SECONDS = 3.0
 
@@ -52,9 +55,9 @@ class Scheduler:
     def __init__(
         self,
         *,
-        db: Database,
-        job: Callable[[], SyncJob],
-        lock: RunLock,
+        store: JobLogStore,
+        job: Callable[[int | None], SyncJob],
+        lock: RunGate,
         interval_seconds: float,
         on_start: bool,
         cron: Cron | None = None,
@@ -62,8 +65,13 @@ class Scheduler:
         clock: Clock,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         on_detail: DetailListener | None = None,
+        claim: Callable[[datetime], Awaitable[bool]] | None = None,
+        takeover_seconds: float | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
+        self._claim = claim
+        self._takeover_seconds = takeover_seconds
+        self._takeover: asyncio.Task[None] | None = None
         self._on_detail = on_detail
         self._sleep = sleep
         self._job = job
@@ -85,27 +93,33 @@ class Scheduler:
         self.skipped_ticks = 0
         # Told of every run this scheduler ends: its final log and the rows it fetched.
         self.on_finished: list[Callable[[JobLog, int], None]] = []
+        # Told of every run it closed because its process or node was gone.
+        self.on_closed: list[Callable[[JobLog], None]] = []
 
     async def start(self) -> None:
-        """Close runs a dead process left open (when no one holds the lock), then start the loop."""
-        if self._lock.acquire():
+        """Close runs a dead process left open (when no one holds the lock), then start the loop
+        (and, with several nodes, the watch for runs whose node was lost)."""
+        if self._takeover_seconds is None and await self._lock.acquire():
             try:
                 await self._close_stale()
             finally:
-                self._lock.release()
+                await self._lock.release()
         if self._cron is not None or self._interval > 0 or self._on_start:
             self._loop = asyncio.create_task(self._cadence(), name="sync-scheduler")
+        if self._takeover_seconds is not None:
+            self._takeover = asyncio.create_task(self._watch_lost_runs(), name="sync-takeover")
 
     async def stop(self) -> None:
-        """Stop the loop and end a run in progress as error (``Interrupted - …``)."""
+        """Stop the loops and end a run in progress as error (``Interrupted - …``)."""
+        await cancel_and_wait(self._takeover)
         await cancel_and_wait(self._loop)
-        self._loop = None
+        self._loop = self._takeover = None
         await self.cancel(SHUTTING_DOWN, wait=_STOP_GRACE_SECONDS)
 
     @property
-    def lock_path(self) -> str:
-        """Where the cross-process run lock lives."""
-        return str(self._lock.path)
+    def lock_where(self) -> str:
+        """What holds the run lock (a file's path, the database's lease)."""
+        return self._lock.where
 
     @property
     def alive(self) -> bool:
@@ -131,14 +145,21 @@ class Scheduler:
         if self._starting is not None:  # another request is creating the run's log right now
             raise RunInProgress(await asyncio.shield(self._starting))
         await self._let_an_ended_run_go()
-        if self._run is not None or not self._lock.acquire():
+        if self._run is not None:
             raise RunInProgress(self.running)
         starting = self._starting = asyncio.get_running_loop().create_future()
         try:
-            await self._close_stale()
-            log = await create_job_log(self._db)
+            if not await self._lock.acquire():
+                raise RunInProgress(self.running)
         except BaseException:
-            self._lock.release()
+            self._starting = None
+            starting.set_result(None)
+            raise
+        try:
+            await self._close_stale()
+            log = await self._store.create_job_log()
+        except BaseException:
+            await asyncio.shield(self._lock.release())
             starting.set_result(None)
             raise
         finally:
@@ -146,7 +167,7 @@ class Scheduler:
         starting.set_result(log)
         self.running = log
         control = RunControl()
-        sync = self._job()
+        sync = self._job(self._lock.epoch)
         job = asyncio.create_task(sync.run(log, force=force, control=control))
         self._control, self._job_task = control, job
         self._run = asyncio.create_task(self._supervise(log, sync, job, control))
@@ -158,7 +179,7 @@ class Scheduler:
         run, running = self._run, self.running
         if run is None or running is None:
             return
-        if not (await job_log(self._db, running.id)).status.finished:
+        if not (await self._store.job_log(running.id)).status.finished:
             return
         with contextlib.suppress(Exception):
             await asyncio.shield(run)
@@ -191,11 +212,18 @@ class Scheduler:
     async def _await_run(
         self, log: JobLog, job: asyncio.Task[JobLog], control: RunControl
     ) -> JobLog:
-        """Wait for the run under the timeout; always release the lock and the run slot."""
+        """Wait for the run under the timeout while the lock is kept; always release the lock
+        and the run slot."""
+        kept = asyncio.ensure_future(self._lock.keep())
         try:
-            done, _ = await asyncio.wait({job}, timeout=self._timeout)
-            if not done and control.reason is None:
-                control.reason = f"Timed out after {self._timeout:,g} seconds"
+            done, _ = await asyncio.wait(
+                {job, kept}, timeout=self._timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if job not in done and control.reason is None:
+                lost = kept in done
+                control.reason = (
+                    LEASE_LOST if lost else f"Timed out after {self._timeout:,g} seconds"
+                )
                 job.cancel()
             try:
                 return await job
@@ -207,30 +235,62 @@ class Scheduler:
             # nothing is written if the run did end on its own.
             reason = control.reason or SHUTTING_DOWN
             ended = await until_written(
-                partial(fail_job_log, self._db, log.id, f"ERROR: {reason}"),
+                partial(self._store.fail_job_log, log.id, f"ERROR: {reason}"),
                 what=f"the end of run {log.name}",
             )
             if ended is not None and self._on_detail is not None:
                 self._on_detail(*ended)
-            return await job_log(self._db, log.id)
+            return await self._store.job_log(log.id)
         except asyncio.CancelledError:
             job.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await job
             raise
         finally:
-            self._lock.release()
+            kept.cancel()
             self._run = self._job_task = self._control = self.running = None
+            await asyncio.shield(self._lock.release())
 
     async def _close_stale(self) -> None:
-        """Once per process, with the lock held: close logs a killed process left open."""
-        if self._stale_closed:
+        """With the lock held: close logs a killed process left open — once per process; with
+        several nodes before every run (an open log with the lock free lost its node)."""
+        if self._stale_closed and self._takeover_seconds is None:
             return
-        closed = await close_unfinished(self._db, RESTARTED)
+        several = self._takeover_seconds is not None
+        closed = await self._store.close_unfinished(NODE_LOST if several else RESTARTED)
         for log in closed:
-            logger.warning("closed run %s left open by a stopped process", log.name)
-        await self._job().recover()
+            for listener in self.on_closed:
+                try:
+                    listener(log)
+                except Exception:
+                    logger.exception("a listener of run %s's closing failed", log.name)
+            logger.warning(
+                "closed run %s left open by a %s",
+                log.name,
+                "lost node" if several else "stopped process",
+            )
+        if closed or not self._stale_closed:
+            await self._job(self._lock.epoch).recover()
         self._stale_closed = True
+
+    async def _watch_lost_runs(self) -> None:
+        """Every ``takeover_seconds``: a run left open while no node holds the lock lost its
+        node — take over: close it and start a replacement run."""
+        assert self._takeover_seconds is not None
+        while True:
+            try:
+                if (
+                    self._run is None
+                    and self._starting is None
+                    and await self._store.open_job_logs()
+                ):
+                    log = await self.trigger()
+                    logger.warning("took over the sync: replacement run %s", log.name)
+            except RunInProgress:
+                pass  # the run's node is alive and holds the lock
+            except Exception:
+                logger.exception("the watch for runs of lost nodes failed; retrying")
+            await self._sleep(self._takeover_seconds)
 
     async def _cadence(self) -> None:
         """Run on start (if set), then every interval on a fixed grid; missed ticks count."""
@@ -239,36 +299,51 @@ class Scheduler:
             return
         started = self._clock()
         if self._interval <= 0:
-            await self._tick()
+            await self._tick(started)
             return
         interval = timedelta(seconds=self._interval)
-        due = started if self._on_start else started + interval
+        if self._claim is not None:
+            # Several nodes: one grid for all, anchored at the epoch; on start, the slot now.
+            slot = aligned_slot(started, interval)
+            due = slot if self._on_start else slot + interval
+        else:
+            due = started if self._on_start else started + interval
         while True:
             self.next_run_at = due
             await self._sleep(max(0.0, (due - self._clock()).total_seconds()))
-            await self._tick()
+            await self._tick(due)
             due, missed = next_due(due, self._clock(), interval)
             self.skipped_ticks += missed
 
     async def _cron_cadence(self, cron: Cron) -> None:
         """Run at each time of the cron schedule (and on start, unless it is paused then);
         times that pass while a run goes on are skipped and counted."""
-        if self._on_start and not paused(cron, self._clock()):
-            await self._tick()
+        now = self._clock()
+        if self._on_start and not paused(cron, now):
+            await self._tick(now.replace(second=0, microsecond=0))
         while True:
             due = cron.next_after(self._clock())
             if due is None:
                 return
             self.next_run_at = due
             await self._sleep(max(0.0, (due - self._clock()).total_seconds()))
-            await self._tick()
+            await self._tick(due)
             self.skipped_ticks += cron.due_between(due, self._clock())
 
-    async def _tick(self) -> None:
+    async def _tick(self, slot: datetime) -> None:
+        """The run due at ``slot`` — on the node that claims the slot, with several."""
         try:
+            if self._claim is not None and not await self._claim(slot):
+                return  # another node has it
             await self.run_once()
         except Exception:
             logger.exception("the scheduled sync run failed")
+
+
+def aligned_slot(moment: datetime, interval: timedelta) -> datetime:
+    """The start of the slot of ``interval`` holding ``moment``, on the grid from the epoch."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return epoch + ((moment - epoch) // interval) * interval
 
 
 def next_due(due: datetime, now: datetime, interval: timedelta) -> tuple[datetime, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import socket
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
@@ -32,8 +33,18 @@ _HOSTNAME = re.compile(
 _SOURCE_VIEW = re.compile(r"^[A-Za-z_][A-Za-z0-9_@$#]*(\.[A-Za-z_][A-Za-z0-9_@$#]*)?$")
 # Settings whose values never appear in an error message; each may also be given as the path of
 # a file holding it, in <NAME>_FILE (as Docker secrets and systemd credentials provide).
-SECRETS = ("admin_token", "view_token", "metrics_token", "source_odbc", "notify_webhook_url")
+SECRETS = (
+    "admin_token",
+    "view_token",
+    "metrics_token",
+    "source_odbc",
+    "notify_webhook_url",
+    "database_url",
+    "database_direct_url",
+)
 SECRET_FILE_VARIABLES = tuple(f"{name.upper()}_FILE" for name in SECRETS)
+_NODE_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_NODE_NAME_OUTSIDE = re.compile(r"[^A-Za-z0-9._-]")
 # An HTTP header name (RFC 9110 token characters).
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$")
 # A user name a proxy passes: printable, no separators that could smuggle a second name.
@@ -55,6 +66,34 @@ class Settings(BaseSettings):
     database_path: Path = Field(
         default=Path("data/joblog.sqlite3"),
         description="SQLite file holding job_logs and job_log_details; its folder is created.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "postgresql://user:password@host:5432/db selects PostgreSQL mode (several nodes on "
+            "one database; DATABASE_PATH and TARGET_DATABASE_PATH are then unused); unset, SQLite."
+        ),
+    )
+    database_direct_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL URL for the sessions a transaction-pooling PgBouncer breaks (the run "
+            "lock, LISTEN), when DATABASE_URL goes through one; unset, DATABASE_URL."
+        ),
+    )
+    node_name: str | None = Field(
+        default=None,
+        description=(
+            "This node's name in /api/status, /readyz and the metrics' node label; unset, the "
+            "host name (letters, digits, dots, dashes and underscores kept)."
+        ),
+    )
+    sync_lease_seconds: Annotated[float, Field(ge=2, le=600)] = Field(
+        default=10.0,
+        description=(
+            "PostgreSQL mode: how long a node that stops answering (hung, cut off) keeps the "
+            "sync's run lock before another node takes over."
+        ),
     )
     database_busy_timeout_seconds: Annotated[float, Field(gt=0, le=3600)] = Field(
         default=5.0,
@@ -273,6 +312,13 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def node(self) -> str:
+        """NODE_NAME, or the host name made valid for it."""
+        if self.node_name is not None:
+            return self.node_name
+        return _NODE_NAME_OUTSIDE.sub("-", socket.gethostname())[:64] or "node"
+
+    @property
     def loopback_bind(self) -> bool:
         """True when the server listens on this machine's loopback interface only."""
         return is_loopback(self.host)
@@ -290,6 +336,36 @@ class Settings(BaseSettings):
         if value is not None and not _is_http_url(value.get_secret_value()):
             raise ValueError("must be an http(s) URL")
         return value
+
+    @field_validator("database_url", "database_direct_url")
+    @classmethod
+    def _postgresql_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and (problem := postgresql_url_problem(value.get_secret_value())):
+            raise ValueError(problem)
+        return value
+
+    @field_validator("node_name")
+    @classmethod
+    def _node_name(cls, value: str | None) -> str | None:
+        if value is not None and not _NODE_NAME.match(value):
+            raise ValueError("must be 1 to 64 letters, digits, dots, dashes or underscores")
+        return value
+
+    @model_validator(mode="after")
+    def _one_database(self) -> Settings:
+        if self.database_direct_url is not None and self.database_url is None:
+            raise ValueError("DATABASE_DIRECT_URL needs DATABASE_URL")
+        if self.database_url is not None and self.target_database_path is not None:
+            raise ValueError(
+                "TARGET_DATABASE_PATH is for SQLite mode; with DATABASE_URL open_orders is "
+                "kept in the PostgreSQL database"
+            )
+        if self.database_url is not None and self.admin_token is None:
+            raise ValueError(
+                "DATABASE_URL needs ADMIN_TOKEN (or ADMIN_TOKEN_FILE): every node must accept "
+                "the same admin token and browser sessions"
+            )
+        return self
 
     @field_validator("archive_dir")
     @classmethod
@@ -461,6 +537,23 @@ def _networks(value: object) -> object:
         except (TypeError, ValueError):
             raise ValueError(f"{item!r} is not an IP address or network (CIDR)") from None
     return tuple(networks)
+
+
+def postgresql_url_problem(text: str) -> str | None:
+    """Why ``text`` is not a PostgreSQL URL (without repeating it: it may hold a password);
+    None when it is one."""
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in text):
+        return "must be a postgresql:// URL without spaces or control characters"
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - parsing the port is the check
+    except ValueError:
+        return "must be a postgresql:// URL (its host or port does not parse)"
+    if parts.scheme not in ("postgresql", "postgres"):
+        return "must be a postgresql:// URL"
+    if not parts.hostname and "host=" not in parts.query:
+        return "must name the server: postgresql://user:password@host:5432/database"
+    return None
 
 
 def _is_http_url(text: str) -> bool:

@@ -31,18 +31,7 @@ from typing import Any, TypeVar
 
 from service.runlog import DetailListener, RunLog
 from service.sources.base import Row, Source, SourceError, SourceSession
-from service.store import (
-    Database,
-    StagingWriter,
-    StoreError,
-    change_summary,
-    count_open_orders,
-    create_staging,
-    drop_staging,
-    open_staging,
-    swap_open_orders,
-    until_written,
-)
+from service.store import JobLogStore, StagingAppender, StoreError, SyncTarget, until_written
 from service.wire import JobLog
 
 logger = logging.getLogger(__name__)
@@ -88,7 +77,7 @@ class _Stager:
     batch's line while the thread goes on with the next one.
     """
 
-    def __init__(self, staging: StagingWriter, staged: asyncio.Queue[int | None]) -> None:
+    def __init__(self, staging: StagingAppender, staged: asyncio.Queue[int | None]) -> None:
         self._staging = staging
         self._staged = staged
         self._loop = asyncio.get_running_loop()
@@ -133,37 +122,44 @@ def batch_line(batch: int, planned: int | None, rows: int) -> str:
 
 
 class SyncJob:
-    """Runs one sync for a job log, writing its details as it goes."""
+    """Runs one sync for a job log, writing its details to ``store`` as it goes and the rows
+    into ``target``; ``epoch`` (PostgreSQL: the run lease's, taken for this run) fences the
+    swap."""
 
     def __init__(
         self,
-        db: Database,
-        target: Database,
+        store: JobLogStore,
+        target: SyncTarget,
         source: Source,
         options: SyncOptions,
         *,
         on_detail: DetailListener | None = None,
+        epoch: int | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
         self._target = target
         self._source = source
         self._options = options
         self._on_detail = on_detail
+        self._epoch = epoch
         # What the run is doing, named in its ERROR line: Connection, Fetch, Import, Replace.
         self._stage = "Job"
         # Rows fetched from the source by the current (or last) run.
         self.rows = 0
+        # The job log id of the current (or last) run: its staging table's.
+        self._run_id = 0
 
     async def run(self, log: JobLog, *, force: bool, control: RunControl) -> JobLog:
         """Take ``log`` from pending to success or error; a cancel ends it as error too."""
         self._stage = "Job"
         self.rows = 0
+        self._run_id = run_id = log.id
         started = time.monotonic()
-        run = RunLog(self._db, log, self._on_detail)
+        run = RunLog(self._store, log, self._on_detail)
         try:
             await run.start()
             await run.say(f"Job started - {JOB_NAME}")
-            await self._write(drop_staging, self._target)
+            await self._write(self._target.drop_staging, run_id)
             self._stage = "Connection"
             await run.say(self._source.connecting_message)
             async with self._source.connect() as session:
@@ -175,13 +171,13 @@ class SyncJob:
                 columns = await session.execute()
                 await self._say_warnings(run, session, warned)
                 self._stage = "Import"
-                await self._write(create_staging, self._target, columns)
+                await self._write(self._target.create_staging, run_id, columns)
                 fetched = await self._import(run, session, len(columns), expected)
             self._stage = "Replace"
             await run.say(f"Fetched {fetched:,} records")
             summary = await self._check_and_summarise(fetched, force)
             await run.say("Replacing open_orders table...")
-            await self._write(swap_open_orders, self._target)
+            await self._write(self._target.swap_open_orders, run_id, self._epoch)
             seconds = time.monotonic() - started
             total = f"Total: {fetched:,} records in {seconds:.1f} seconds"
             # The new set is in: this line and the status wait for the disk, whatever it takes.
@@ -218,8 +214,11 @@ class SyncJob:
         return written + len(warnings)
 
     async def recover(self) -> None:
-        """Remove what a killed run left behind (its staging table)."""
-        await self._drop_staging()
+        """Remove what killed runs left behind (their staging tables); with the run lock held."""
+        try:
+            await asyncio.shield(self._target.recover())
+        except (StoreError, sqlite3.Error) as exc:
+            logger.error("could not drop the staging table: %s", exc)
 
     async def _import(
         self, run: RunLog, session: SourceSession, width: int, expected: int | None
@@ -230,14 +229,14 @@ class SyncJob:
         connection to the target, then goes straight on to the next, as the plain
         fetch-and-insert loop does: no hand-over of the GIL between threads row by row, and no
         wait for the event loop between batches. The loop writes each staged batch's line
-        meanwhile, in order, through the Database writer. A fetch's error is raised once the
+        meanwhile, in order, through the job-log store. A fetch's error is raised once the
         lines of the batches staged before it are written, so the lines keep their order.
         """
         size = self._options.batch_size
         await run.say(f"Importing records in batches of {size:,}...")
         planned = math.ceil(expected / size) if expected is not None else None
         fetched = batch = 0
-        async with open_staging(self._target, width) as staging:
+        async with self._target.open_staging(self._run_id, width) as staging:
             staged: asyncio.Queue[int | None] = asyncio.Queue()
             stager = _Stager(staging, staged)
             try:
@@ -275,7 +274,7 @@ class SyncJob:
 
     async def _check_and_summarise(self, fetched: int, force: bool) -> str | None:
         """The shrink guard, then the change summary when a key is set."""
-        current = await count_open_orders(self._target)
+        current = await self._target.count_open_orders()
         ratio = self._options.min_ratio
         if ratio > 0 and not force and current > 0 and fetched < max(1, ratio * current):
             raise Refused(
@@ -285,13 +284,18 @@ class SyncJob:
             )
         if self._options.key is None:
             return None
-        summary = await change_summary(self._target, self._options.key)
+        summary = await self._target.change_summary(self._run_id, self._options.key)
         return str(summary) if summary is not None else None
 
     async def _write(self, write: Callable[..., Awaitable[T]], *args: object) -> T:
-        """A write to the target that waits while another process holds the database."""
+        """A write to the target that waits while another process holds the database. A full
+        disk or a lost server fails the run: its staging session and (PostgreSQL) its lease do
+        not outlive a restart, and the next run starts afresh."""
         return await until_written(
-            partial(write, *args), what="the import into open_orders", wait_when_full=False
+            partial(write, *args),
+            what="the import into open_orders",
+            wait_when_full=False,
+            wait_when_gone=False,
         )
 
     async def _fail(self, run: RunLog, reason: str) -> JobLog:
@@ -301,6 +305,6 @@ class SyncJob:
 
     async def _drop_staging(self) -> None:
         try:
-            await asyncio.shield(drop_staging(self._target))
+            await asyncio.shield(self._target.drop_staging(self._run_id))
         except (StoreError, sqlite3.Error) as exc:
             logger.error("could not drop the staging table: %s", exc)

@@ -14,11 +14,29 @@ from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 
 from service.app import create_app
-from service.components import open_database
+from service.backend import open_database
 from service.settings import SECRET_FILE_VARIABLES, Settings
 from service.store import Database
 from tests.support.api import ADMIN_TOKEN, Client, MakeApp, MakeClient
 from tests.support.clock import FakeClock
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    """``--cluster-round``: how hard tests/cluster/ tries (tests/support/cluster.py's plans)."""
+    parser.addoption(
+        "--cluster-round",
+        choices=("short", "full"),
+        default="short",
+        help="the cluster test's round: short (make test, each fault once) or full "
+        "(make cluster-test, each fault five times, longer runs)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The cluster test's marker, beside its option."""
+    config.addinivalue_line(
+        "markers", "cluster: nodes on one PostgreSQL under faults (tests/cluster, --cluster-round)"
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,6 @@ import pytest
 from aiohttp import ClientResponse
 
 from service import appkeys
-from service.http import event_stream as sse_handler
 from service.settings import Settings
 from service.store import add_detail, create_job_log, fit_message, set_status
 from service.wire import Status
@@ -626,7 +625,8 @@ async def test_a_run_that_ends_while_a_follower_connects_loses_nothing(
     written = [await add_detail(db, log.id, f"line {n}") for n in range(3)]
     await witness_reader.read_until(detail_numbered(written[-1].id))  # the hub has it all
     witness.close()
-    real = getattr(sse_handler, function)
+    store = client.app[appkeys.STORE]
+    real = getattr(store, function)
     calls = 0
 
     async def finish() -> None:
@@ -644,7 +644,7 @@ async def test_a_run_that_ends_while_a_follower_connects_loses_nothing(
             await finish()
         return result
 
-    monkeypatch.setattr(sse_handler, function, hooked)
+    monkeypatch.setattr(store, function, hooked)
     response, reader = await open_stream(client, job_log=log.name)
     events = await reader.read_to_end()
     assert calls >= call, "the race was not exercised"

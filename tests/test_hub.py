@@ -13,7 +13,15 @@ import pytest
 
 from service.events import POLL_BATCH, Batch, Event, EventHub, TooManySubscribers
 from service.metrics import Metrics
-from service.store import ChangeWatch, Database, add_detail, create_job_log, set_status, to_db
+from service.store import (
+    ChangeWatch,
+    Database,
+    SqliteStore,
+    add_detail,
+    create_job_log,
+    set_status,
+    to_db,
+)
 from service.wire import JobLog, Status
 from tests.support.clock import FakeClock
 from tests.support.wait import wait_for_async
@@ -72,17 +80,22 @@ async def hub(
 ) -> AsyncIterator[EventHub]:
     """A hub that polls (the change check off), or reads only when the check finds a commit."""
     check: float = request.param
+    watch = ChangeWatch(db.path) if check else None
     events = EventHub(
-        db,
+        SqliteStore(db),
+        on_commit=db.on_commit,
         poll_seconds=0.05 if not check else 1.0,
         buffer=10,
         max_subscribers=3,
         metrics=metrics,
         check_seconds=check,
+        watch=watch,
     )
     await events.start()
     yield events
     await events.close()
+    if watch is not None:
+        watch.close()
 
 
 async def settle(condition: Callable[[], bool], what: str) -> None:
@@ -302,8 +315,16 @@ async def test_the_shared_tick_forgets_a_subscriber_that_is_gone(hub: EventHub) 
 async def test_with_the_change_check_an_idle_hub_reads_only_after_a_commit(
     db: Database, database_path: Path, metrics: Metrics
 ) -> None:
+    watch = ChangeWatch(db.path)
     hub = EventHub(
-        db, poll_seconds=0.05, buffer=10, max_subscribers=3, metrics=metrics, check_seconds=0.01
+        SqliteStore(db),
+        on_commit=db.on_commit,
+        poll_seconds=0.05,
+        buffer=10,
+        max_subscribers=3,
+        metrics=metrics,
+        check_seconds=0.01,
+        watch=watch,
     )
     await hub.start()
     try:
@@ -318,6 +339,7 @@ async def test_with_the_change_check_an_idle_hub_reads_only_after_a_commit(
         assert hub.reads == reads + 1
     finally:
         await hub.close()
+        watch.close()
 
 
 def test_the_change_watch_sees_every_other_connection_s_commit(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from service import appkeys
-from service.components import open_database
+from service.backend import open_database
 from service.settings import Settings
 from service.sources.demo import ROWS
 from service.store import job_log_with_details, to_db

@@ -25,6 +25,7 @@ from service.notify import Notifier, parse_retry_after
 from service.schedule import Cron, Grid
 from service.store import (
     Database,
+    SqliteStore,
     add_detail,
     create_job_log,
     fail_job_log,
@@ -108,7 +109,7 @@ async def make_notifier(db: Database) -> AsyncIterator[MakeNotifier]:
     made: list[Notifier] = []
 
     async def make(url: str, *, public_url: str | None = None, **options: Any) -> Notifier:
-        notifier = Notifier(db, SecretStr(url), public_url, **options)
+        notifier = Notifier(SqliteStore(db), SecretStr(url), public_url, **options)
         await notifier.start()
         made.append(notifier)
         return notifier
@@ -494,7 +495,7 @@ async def test_sync_late_is_posted_once_per_episode(
     db: Database, clock: FakeClock, receiver: Receiver, make_notifier: MakeNotifier
 ) -> None:
     notifier = await make_notifier(receiver.url, public_url="https://joblog.plant.example/")
-    watch = LateWatch(db, notifier, Grid(timedelta(minutes=5)), None, clock)
+    watch = LateWatch(SqliteStore(db), notifier, Grid(timedelta(minutes=5)), None, clock)
     await succeeded_run(db, clock)
     assert not await watch.check()
     clock.advance(16 * 60)  # no success for three intervals and more
@@ -526,7 +527,9 @@ async def test_a_paused_schedule_is_not_late(
 ) -> None:
     notifier = await make_notifier(receiver.url)
     # Only at 03:00 on the 1st of January: a day without a success is a pause, not late.
-    watch = LateWatch(db, notifier, Cron.parse("* 3 1 1 *", ZoneInfo("UTC")), None, clock)
+    watch = LateWatch(
+        SqliteStore(db), notifier, Cron.parse("* 3 1 1 *", ZoneInfo("UTC")), None, clock
+    )
     await succeeded_run(db, clock)
     clock.advance(86400)
     assert not await watch.check()

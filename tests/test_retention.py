@@ -18,9 +18,10 @@ import pytest
 from service.retention import PurgeLocked, PurgeStopped, Retention, purge
 from service.retention.archive import ArchiveFailed
 from service.retention.policy import DAY_SECONDS, purge_lock
-from service.store import Database, delete_logs, job_log_with_details, purgeable_after
+from service.store import Database, SqliteStore, delete_logs, job_log_with_details, purgeable_after
 from service.wire import Status
 from tests.support.clock import FakeClock, FakeSleep
+from tests.support.purging import purge_gate
 
 RAILS = "%Y-%m-%d %H:%M:%S.%f"
 DAYS = 90
@@ -136,7 +137,14 @@ async def test_purge_deletes_exactly_the_old_finished_logs_and_their_details(
     active = {i for i, run in year.items() if run.status not in FINISHED}
     calls: list[int] = []
 
-    report = await purge(db, cutoff=cutoff, archive_dir=None, dry_run=False, on_purged=calls.append)
+    report = await purge(
+        SqliteStore(db),
+        gate=purge_gate(db),
+        cutoff=cutoff,
+        archive_dir=None,
+        dry_run=False,
+        on_purged=calls.append,
+    )
 
     ids, details = stored(database_path)
     assert ids == set(year) - gone
@@ -161,7 +169,9 @@ async def test_purge_archives_each_log_once_by_month_as_the_api_shows_it(
     }
     folder = tmp_path / "archive" / "purged"
 
-    report = await purge(db, cutoff=cutoff, archive_dir=folder, dry_run=False)
+    report = await purge(
+        SqliteStore(db), gate=purge_gate(db), cutoff=cutoff, archive_dir=folder, dry_run=False
+    )
 
     files = archive(folder)
     ids = archived_ids(folder)
@@ -186,7 +196,9 @@ async def test_a_dry_run_changes_nothing_and_tells_what_would_go(
     before = stored(database_path)
     folder = tmp_path / "archive"
 
-    report = await purge(db, cutoff=cutoff, archive_dir=folder, dry_run=True)
+    report = await purge(
+        SqliteStore(db), gate=purge_gate(db), cutoff=cutoff, archive_dir=folder, dry_run=True
+    )
 
     assert stored(database_path) == before
     assert not folder.exists()
@@ -208,7 +220,9 @@ async def test_an_archive_that_cannot_be_written_stops_the_purge_before_deleting
     (folder / f"job_logs-{month}.jsonl.gz").mkdir(parents=True)
 
     with pytest.raises(PurgeStopped) as failure:
-        await purge(db, cutoff=cutoff, archive_dir=folder, dry_run=False)
+        await purge(
+            SqliteStore(db), gate=purge_gate(db), cutoff=cutoff, archive_dir=folder, dry_run=False
+        )
 
     ids, details = stored(database_path)
     deleted = set(year) - ids
@@ -232,7 +246,8 @@ async def test_a_cancelled_purge_deletes_only_what_it_archived_and_can_be_resume
     first_batch = asyncio.Event()
     task = asyncio.create_task(
         purge(
-            db,
+            SqliteStore(db),
+            gate=purge_gate(db),
             cutoff=cutoff,
             archive_dir=folder,
             dry_run=False,
@@ -250,7 +265,9 @@ async def test_a_cancelled_purge_deletes_only_what_it_archived_and_can_be_resume
     assert deleted < gone
     assert deleted <= set(archived_ids(folder))
 
-    await purge(db, cutoff=cutoff, archive_dir=folder, dry_run=False)
+    await purge(
+        SqliteStore(db), gate=purge_gate(db), cutoff=cutoff, archive_dir=folder, dry_run=False
+    )
 
     assert stored(database_path)[0] == set(year) - gone
     lines = [line for lines in archive(folder).values() for line in lines]
@@ -268,7 +285,9 @@ async def test_a_held_purge_lock_refuses_the_purge(
     assert lock.acquire()
     try:
         with pytest.raises(PurgeLocked):
-            await purge(db, cutoff=cutoff, archive_dir=None, dry_run=False)
+            await purge(
+                SqliteStore(db), gate=purge_gate(db), cutoff=cutoff, archive_dir=None, dry_run=False
+            )
     finally:
         lock.release()
     assert stored(database_path) == before
@@ -321,7 +340,13 @@ async def test_the_cutoff_compares_with_both_rails_timestamp_forms(
 ) -> None:
     seed = insert_runs(database_path, [(text, Status.success, 1) for text in purged + kept])
 
-    await purge(db, cutoff=now - timedelta(days=DAYS), archive_dir=None, dry_run=False)
+    await purge(
+        SqliteStore(db),
+        gate=purge_gate(db),
+        cutoff=now - timedelta(days=DAYS),
+        archive_dir=None,
+        dry_run=False,
+    )
 
     left = {seed[i].created_at for i in stored(database_path)[0]}
     assert left == set(kept)
@@ -344,7 +369,8 @@ async def test_the_daily_loop_purges_at_start_and_again_a_day_later(
     sleep = FakeSleep(clock, 1, lambda: seen.append(stored(database_path)[0]))
     calls: list[int] = []
     retention = Retention(
-        db,
+        SqliteStore(db),
+        gate=purge_gate(db),
         retention_days=DAYS,
         archive_dir=None,
         clock=clock,
@@ -382,7 +408,14 @@ async def test_a_failed_daily_purge_is_logged_and_done_the_next_day(
             blocker.rmdir()
 
     sleep = FakeSleep(clock, 1, unblock)
-    retention = Retention(db, retention_days=DAYS, archive_dir=folder, clock=clock, sleep=sleep)
+    retention = Retention(
+        SqliteStore(db),
+        gate=purge_gate(db),
+        retention_days=DAYS,
+        archive_dir=folder,
+        clock=clock,
+        sleep=sleep,
+    )
     caplog.set_level(logging.INFO, logger="service.retention")
     await retention.start()
     try:
@@ -402,7 +435,9 @@ async def test_the_daily_purge_skips_while_another_purge_holds_the_lock(
 ) -> None:
     insert_runs(database_path, [(clock() - timedelta(days=91), Status.success, 2)])
     before = stored(database_path)
-    retention = Retention(db, retention_days=DAYS, archive_dir=None, clock=clock)
+    retention = Retention(
+        SqliteStore(db), gate=purge_gate(db), retention_days=DAYS, archive_dir=None, clock=clock
+    )
     caplog.set_level(logging.INFO, logger="service.retention")
     lock = purge_lock(database_path)
     assert lock.acquire()
@@ -422,7 +457,9 @@ async def test_retention_days_zero_starts_no_loop_and_purges_nothing(
 ) -> None:
     insert_runs(database_path, [(clock() - timedelta(days=3000), Status.success, 2)])
     before = stored(database_path)
-    retention = Retention(db, retention_days=0, archive_dir=None, clock=clock)
+    retention = Retention(
+        SqliteStore(db), gate=purge_gate(db), retention_days=0, archive_dir=None, clock=clock
+    )
     await retention.start()
     try:
         assert not [t for t in asyncio.all_tasks() if t.get_name() == "retention-purge"]

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from service import appkeys
-from service.components import build_scheduler, open_database, open_target
+from service.backend import open_backend
+from service.components import build_scheduler
 from service.schedule import Cron, Grid, freshness
 from service.settings import Settings
 from service.sources import build_source
@@ -113,10 +114,8 @@ async def test_the_scheduler_runs_at_the_schedule_s_times(settings: Settings) ->
     )
     sleep = FakeSleep(clock, 2)
     source = build_source(shifts)
-    async with open_database(shifts, clock) as db, open_target(shifts, db) as target:
-        scheduler = build_scheduler(
-            shifts, db=db, target=target, source=source, clock=clock, sleep=sleep
-        )
+    async with open_backend(shifts, clock, serving=False) as backend:
+        scheduler = build_scheduler(shifts, backend, source=source, sleep=sleep)
         await scheduler.start()
         await sleep.parked.wait()
         await scheduler.stop()

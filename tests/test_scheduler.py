@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from service import appkeys
-from service.components import build_scheduler, open_database, open_target
+from service.backend import open_backend
+from service.components import build_scheduler
 from service.scheduler import next_due
 from service.settings import Settings
 from service.sources import build_source
@@ -15,7 +16,7 @@ from service.store import Database, JobLogQuery, list_job_logs
 from service.wire import JobLogPage, Status
 from tests.support.api import MakeClient
 from tests.support.clock import FakeClock, FakeSleep
-from tests.support.sync import Harness, sync_service, wait_ended
+from tests.support.sync import Harness, sqlite_of, sync_service, wait_ended
 from tests.support.wait import wait_for_async
 
 T0 = datetime(2025, 12, 15, 14, 30, 0, tzinfo=UTC)
@@ -47,10 +48,9 @@ async def latest_succeeded(db: Database, query: JobLogQuery) -> JobLogPage:
 async def _runs(settings: Settings, clock: FakeClock, ticks: int) -> tuple[list[float], int, int]:
     sleep = FakeSleep(clock, ticks)
     source = build_source(settings)
-    async with open_database(settings, clock) as db, open_target(settings, db) as target:
-        scheduler = build_scheduler(
-            settings, db=db, target=target, source=source, clock=clock, sleep=sleep
-        )
+    async with open_backend(settings, clock, serving=False) as backend:
+        db = sqlite_of(backend)
+        scheduler = build_scheduler(settings, backend, source=source, sleep=sleep)
         await scheduler.start()
         if settings.sync_interval_seconds > 0:
             await sleep.parked.wait()

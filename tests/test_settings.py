@@ -92,6 +92,12 @@ def test_settings_are_frozen() -> None:
         ("ARCHIVE_DIR", "{tmp}/db.sqlite3", "must name a folder"),
         ("NOTIFY_WEBHOOK_URL", "ftp://hooks.example/T0/s3cr3t", "must be an http(s) URL"),
         ("NOTIFY_WEBHOOK_URL", "https://hooks.example:99999/s3cr3t", "must be an http(s) URL"),
+        ("DATABASE_URL", "mysql://joblog:s3cr3t@db/joblog", "must be a postgresql:// URL"),
+        ("DATABASE_URL", "postgresql://joblog:s3cr3t@db:99999/joblog", "does not parse"),
+        ("DATABASE_URL", "postgresql://joblog:s3cr3t @db/joblog", "without spaces"),
+        ("DATABASE_DIRECT_URL", "postgres://joblog:s3cr3t@/joblog", "must name the server"),
+        ("NODE_NAME", "node one", "must be 1 to 64 letters"),
+        ("SYNC_LEASE_SECONDS", "1", "greater than or equal to 2"),
     ],
 )
 @pytest.mark.integration  # the service in a process of its own
@@ -132,6 +138,66 @@ def test_source_settings_that_contradict(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str
 ) -> None:
     assert refusal(env, monkeypatch) == says
+
+
+POSTGRES = "postgresql://joblog:s3cr3t@db.plant.example:5432/joblog"
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"DATABASE_DIRECT_URL": POSTGRES}, "DATABASE_DIRECT_URL needs DATABASE_URL"),
+        (
+            {"DATABASE_URL": POSTGRES, "ADMIN_TOKEN": "admin-token-of-every-node"},
+            None,
+        ),
+        ({"DATABASE_URL": POSTGRES}, "DATABASE_URL needs ADMIN_TOKEN (or ADMIN_TOKEN_FILE)"),
+        (
+            {
+                "DATABASE_URL": POSTGRES,
+                "ADMIN_TOKEN": "admin-token-of-every-node",
+                "TARGET_DATABASE_PATH": "orders.sqlite3",
+            },
+            "TARGET_DATABASE_PATH is for SQLite mode",
+        ),
+    ],
+)
+def test_postgresql_mode_settings(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], says: str | None
+) -> None:
+    """PostgreSQL mode needs the admin token every node shares; its URLs are never shown."""
+    if says is None:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        settings = load_settings()
+        assert settings.database_url is not None
+        assert settings.database_url.get_secret_value() == POSTGRES
+        assert "s3cr3t" not in repr(settings)
+        assert "s3cr3t" not in str(settings.database_url)
+        return
+    said = refusal(env, monkeypatch)
+    assert says in said
+    assert len(said.splitlines()) == 1
+    assert "s3cr3t" not in said
+
+
+def test_a_database_url_can_come_from_a_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = tmp_path / "database-url"
+    secret.write_text(POSTGRES + "\n")
+    monkeypatch.setenv("DATABASE_URL_FILE", str(secret))
+    monkeypatch.setenv("ADMIN_TOKEN", "admin-token-of-every-node")
+    settings = load_settings()
+    assert settings.database_url is not None
+    assert settings.database_url.get_secret_value() == POSTGRES
+
+
+def test_the_node_name_defaults_to_the_host_name_made_valid() -> None:
+    name = Settings().node
+    assert name
+    assert len(name) <= 64
+    assert all(c.isalnum() or c in "._-" for c in name)
 
 
 # --- who may see: the start-up refusal and secrets from files ---------------------------------

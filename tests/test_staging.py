@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from service.backend import open_database
 from service.clock import utc_now
-from service.components import open_database
 from service.settings import Settings
 from service.sources.base import Column
 from service.store import (

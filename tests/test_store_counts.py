@@ -15,6 +15,7 @@ from service.retention import purge
 from service.store import (
     Database,
     JobLogQuery,
+    SqliteStore,
     add_detail,
     close_unfinished,
     count_by_status,
@@ -24,6 +25,7 @@ from service.store import (
 )
 from service.wire import Status, StatusCounts
 from tests.support.clock import FakeClock
+from tests.support.purging import purge_gate
 from tests.support.rails import raw, seed_database
 
 
@@ -95,7 +97,13 @@ async def test_counts_follow_the_retention_purge(
     kept = await create_job_log(db)
     await set_status(db, kept.id, Status.processing)
     await set_status(db, kept.id, Status.success)
-    await purge(db, cutoff=clock() - timedelta(days=30), archive_dir=None, dry_run=False)
+    await purge(
+        SqliteStore(db),
+        gate=purge_gate(db),
+        cutoff=clock() - timedelta(days=30),
+        archive_dir=None,
+        dry_run=False,
+    )
     counts = await assert_counts_right(db, database_path)
     assert (counts.total, counts.error, counts.success) == (1, 0, 1)
     # The purged logs' details left the search index too.

@@ -10,7 +10,7 @@ from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
 from service.http.params import InvalidParameter
-from service.store import NotFound, is_busy, is_full
+from service.store import DatabaseFailure, NotFound, is_busy, is_full, is_gone
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
             # The body was not read (refused unread): the connection cannot carry another.
             response.force_close()
         return response
-    except sqlite3.Error as exc:
-        if not (is_busy(exc) or is_full(exc)):
+    except (sqlite3.Error, DatabaseFailure) as exc:
+        if not (is_busy(exc) or is_full(exc) or is_gone(exc)):
             logger.exception("unhandled error in %s %s", request.method, request.path)
             return error_body(500, "internal error")
         logger.warning(

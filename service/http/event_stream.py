@@ -36,7 +36,7 @@ from service.http import sse
 from service.http.auth import CALLER
 from service.http.params import EventParams, parse
 from service.metrics import Metrics
-from service.store import Database, details_after, job_log, last_detail_id, logs_with_details_after
+from service.store import JobLogStore
 from service.wire import JobLog, Status
 
 logger = logging.getLogger(__name__)
@@ -92,22 +92,22 @@ class _LiveResponse(web.StreamResponse):
 
 # What a stream's catch-up needs: the database, the followed log, the client's last event id,
 # the logs open when it subscribed.
-_Start = tuple[Database, JobLog | None, int | None, dict[int, JobLog]]
+_Start = tuple[JobLogStore, JobLog | None, int | None, dict[int, JobLog]]
 
 
 async def _subscribe(request: web.Request) -> web.StreamResponse | EventStream:
     """The stream, subscribed to the hub, holding what its catch-up needs; or the answer
     (204) when the client has everything already."""
     app = request.app
-    db = app[appkeys.DATABASE]
+    store = app[appkeys.STORE]
     settings = app[appkeys.SETTINGS]
     values = dict(request.query)
     if "Last-Event-ID" in request.headers:
         values["last_event_id"] = request.headers["Last-Event-ID"]
     params = parse(EventParams, values)
-    followed = await job_log(db, params.job_log) if params.job_log else None
+    followed = await store.job_log(params.job_log) if params.job_log else None
     last_id = params.last_event_id
-    if await _has_everything(db, followed, last_id):
+    if await _has_everything(store, followed, last_id):
         return web.Response(status=204)
     stream = EventStream(
         request,
@@ -128,16 +128,16 @@ async def _subscribe(request: web.Request) -> web.StreamResponse | EventStream:
         raise web.HTTPServiceUnavailable(
             reason="too many event streams are open", headers={"Retry-After": "5"}
         ) from None
-    stream.start = (db, followed, last_id, open_logs)
+    stream.start = (store, followed, last_id, open_logs)
     stream.hub = hub
     return stream
 
 
-async def _has_everything(db: Database, followed: JobLog | None, last_id: int | None) -> bool:
+async def _has_everything(store: JobLogStore, followed: JobLog | None, last_id: int | None) -> bool:
     """True when the followed log has ended and the client holds its last detail."""
     if followed is None or not followed.status.finished or last_id is None:
         return False
-    return last_id >= await last_detail_id(db, followed.id)
+    return last_id >= await store.last_detail_id(followed.id)
 
 
 class _Progress:
@@ -390,7 +390,7 @@ class EventStream:
 
     async def catch_up(
         self,
-        db: Database,
+        store: JobLogStore,
         followed: JobLog | None,
         last_id: int | None,
         open_logs: dict[int, JobLog],
@@ -399,10 +399,10 @@ class EventStream:
         when it has ended (the followed log had finished)."""
         if followed is not None:
             # Read before the replay: once a log is seen finished, all its lines are committed.
-            followed = await job_log(db, followed.id)
-        later = await self._announce(db, followed, last_id, open_logs)
+            followed = await store.job_log(followed.id)
+        later = await self._announce(store, followed, last_id, open_logs)
         if last_id is not None or followed is not None:
-            await self._replay(db, last_id or 0, followed)
+            await self._replay(store, last_id or 0, followed)
         for log in later:
             await self._send_log(log)
         if followed is not None and followed.status.finished:
@@ -412,7 +412,7 @@ class EventStream:
 
     async def _announce(
         self,
-        db: Database,
+        store: JobLogStore,
         followed: JobLog | None,
         last_id: int | None,
         open_logs: dict[int, JobLog],
@@ -423,7 +423,7 @@ class EventStream:
         if followed is not None:
             logs = {followed.id: followed}
         elif last_id is not None:
-            logs |= {log.id: log for log in await logs_with_details_after(db, last_id)}
+            logs |= {log.id: log for log in await store.logs_with_details_after(last_id)}
         later = []
         for log in sorted(logs.values(), key=lambda item: item.id):
             if log.status.finished:
@@ -432,10 +432,10 @@ class EventStream:
                 await self._send_log(log)
         return later
 
-    async def _replay(self, db: Database, after: int, followed: JobLog | None) -> None:
+    async def _replay(self, store: JobLogStore, after: int, followed: JobLog | None) -> None:
         job_log_id = followed.id if followed else None
         while True:
-            page = await details_after(db, after, limit=REPLAY_PAGE, job_log_id=job_log_id)
+            page = await store.details_after(after, limit=REPLAY_PAGE, job_log_id=job_log_id)
             fresh = [d for d in page if d.id > self._last_detail]
             if fresh:
                 # One write per page: a long replay is bounded by the network, not by writes.

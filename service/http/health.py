@@ -20,7 +20,7 @@ from service.http.auth import CALLER, Access, requires
 from service.http.replies import NO_STORE, reply
 from service.schedule import Cron, Freshness, freshness
 from service.sources import SourceDescription
-from service.store import StoreError, Unready, last_success_at, latest_job_log, read_progress
+from service.store import StoreError, Unready
 from service.wire import JobLog
 
 
@@ -43,28 +43,23 @@ async def readyz(request: web.Request) -> web.Response:
     """
     app = request.app
     try:
-        await app[appkeys.HEARTBEAT].check()
+        await app[appkeys.BACKEND].check_ready()
         database = "ok"
     except Unready as exc:
         database = str(exc)
     scheduler = app[appkeys.SCHEDULER]
     scheduler_check = "ok" if scheduler.alive else "the scheduler loop has stopped"
     # Read after the write check, so a failed read is reported over a passed write.
-    db = app[appkeys.DATABASE]
+    store = app[appkeys.STORE]
     last_run: JobLog | None = None
     last_success: datetime | None = None
+    search_progress: float | None = None
     try:
-        last_run = await latest_job_log(db)
-        last_success = await last_success_at(db)
+        last_run = await store.latest_job_log()
+        last_success = await store.last_success_at()
+        search_progress = await store.search_progress()
     except (StoreError, sqlite3.Error) as exc:
         database = f"reading the database failed: {exc}"
-    search_progress = None
-    if not db.search_ready:
-        try:
-            progress = await read_progress(db)
-            search_progress = 1.0 if progress is None else round(progress.fraction, 4)
-        except (StoreError, sqlite3.Error):
-            pass  # the database check above says what is wrong
     ready = database == "ok" and scheduler_check == "ok"
     body = payloads.ReadyOut(
         status="ready" if ready else "unready",
@@ -74,7 +69,7 @@ async def readyz(request: web.Request) -> web.Response:
         last_success_at=last_success,
         next_run_at=scheduler.next_run_at,
         sync=sync_state(app, last_success),
-        search="ready" if db.search_ready else "building",
+        search="ready" if search_progress is None else "building",
         search_progress=search_progress,
     )
     if request[CALLER].role < Role.viewer:

@@ -16,21 +16,7 @@ from service.http.params import (
 )
 from service.http.replies import reply
 from service.schedule import gaps
-from service.store import (
-    Database,
-    NotFound,
-    buckets,
-    count_by_status,
-    detail_page_json,
-    first_run_at,
-    iter_details,
-    job_log,
-    job_log_with_details_json,
-    latest_job_log,
-    latest_with_details_json,
-    list_job_logs_json,
-    neighbours,
-)
+from service.store import JobLogStore, NotFound
 from service.sync import records_imported
 from service.wire import JobLog, iso_z
 
@@ -38,18 +24,18 @@ from service.wire import JobLog, iso_z
 async def list_logs(request: web.Request) -> web.Response:
     """Logs most recent first, filtered by status, created_at range and message text."""
     params = parse(ListParams, request.query)
-    page = await list_job_logs_json(request.app[appkeys.DATABASE], params.query())
+    page = await request.app[appkeys.STORE].list_job_logs_json(params.query())
     return web.Response(text=page, content_type="application/json")
 
 
 async def stats(request: web.Request) -> web.Response:
     """Counts in all and per status."""
-    return reply(await count_by_status(request.app[appkeys.DATABASE]))
+    return reply(await request.app[appkeys.STORE].count_by_status())
 
 
 async def latest(request: web.Request) -> web.Response:
     """The most recent log with its details."""
-    text = await latest_with_details_json(request.app[appkeys.DATABASE])
+    text = await request.app[appkeys.STORE].latest_with_details_json()
     if text is None:
         raise NotFound("there are no job logs yet")
     return web.Response(text=text, content_type="application/json")
@@ -57,19 +43,19 @@ async def latest(request: web.Request) -> web.Response:
 
 async def one(request: web.Request) -> web.Response:
     """A log by name or id, with its details in chronological order (unless details=false)."""
-    db = request.app[appkeys.DATABASE]
+    store = request.app[appkeys.STORE]
     if not parse(OneParams, request.query).details:
-        return reply(await job_log(db, request.match_info["ref"]))
-    text = await job_log_with_details_json(db, request.match_info["ref"])
+        return reply(await store.job_log(request.match_info["ref"]))
+    text = await store.job_log_with_details_json(request.match_info["ref"])
     return web.Response(text=text, content_type="application/json")
 
 
 async def details(request: web.Request) -> web.Response:
     """A page of a log's details after a cursor, optionally only those containing text."""
-    db = request.app[appkeys.DATABASE]
-    log = await job_log(db, request.match_info["ref"])
+    store = request.app[appkeys.STORE]
+    log = await store.job_log(request.match_info["ref"])
     params = parse(DetailParams, request.query)
-    page = await detail_page_json(db, log.id, after=params.after, limit=params.limit, q=params.q)
+    page = await store.detail_page_json(log.id, after=params.after, limit=params.limit, q=params.q)
     return web.Response(text=page.text(), content_type="application/json")
 
 
@@ -84,10 +70,10 @@ async def timeline(request: web.Request) -> web.Response:
             payloads.TimelineOut(since=since, until=until, bucket_seconds=0, buckets=[], gaps=[])
         )
     width = (until - since) / params.buckets
-    db = app[appkeys.DATABASE]
-    found = await buckets(db, since, width, params.buckets)
+    store = app[appkeys.STORE]
+    found = await store.buckets(since, width, params.buckets)
     filled = {bucket.index for bucket in found}
-    first = await first_run_at(db)
+    first = await store.first_run_at()
     if first is None:
         filled = set(range(params.buckets))  # no history: nothing was missed
     elif first > since:
@@ -121,17 +107,17 @@ async def timeline(request: web.Request) -> web.Response:
 
 async def around(request: web.Request) -> web.Response:
     """The runs just before and after this one (the run view's previous and next links)."""
-    previous, following = await neighbours(request.app[appkeys.DATABASE], request.match_info["ref"])
+    previous, following = await request.app[appkeys.STORE].neighbours(request.match_info["ref"])
     return reply(payloads.NeighboursOut(previous=previous, next=following))
 
 
 async def text(request: web.Request) -> web.StreamResponse:
     """The whole log as text, one line per detail, streamed page by page; ``follow=true``:
     its lines as they are written, until it ends (see :mod:`service.http.text_follow`)."""
-    db = request.app[appkeys.DATABASE]
+    store = request.app[appkeys.STORE]
     params = parse(TextParams, request.query)
     ref = request.match_info.get("ref")
-    log = await (job_log(db, ref) if ref is not None else _latest(db, params.follow))
+    log = await (store.job_log(ref) if ref is not None else _latest(store, params.follow))
     if params.follow:
         return await text_follow.follow(request, log)
     assert log is not None  # without follow, _latest raises NotFound instead
@@ -142,18 +128,18 @@ async def text(request: web.Request) -> web.StreamResponse:
         }
     )
     await response.prepare(request)
-    async for page in iter_details(db, log.id):
+    async for page in store.iter_details(log.id):
         lines = "".join(f"{iso_z(d.created_at)}  {_one_line(d.message)}\n" for d in page)
         await response.write(lines.encode())
     await response.write_eof()
     return response
 
 
-async def _latest(db: Database, follow: bool) -> JobLog | None:
+async def _latest(store: JobLogStore, follow: bool) -> JobLog | None:
     """``latest.txt``: the newest run; to follow, None (the run going on, or the next)."""
     if follow:
         return None
-    log = await latest_job_log(db)
+    log = await store.latest_job_log()
     if log is None:
         raise NotFound("there is no job log yet")
     return log

@@ -92,6 +92,14 @@ class StatusOut(_Out):
     running: JobLog | None
     last_success_at: UtcDatetime | None
     sync: SyncOut
+    node: str = Field(description="The node that answered (NODE_NAME).")
+    sync_node: str | None = Field(
+        description=(
+            "The node running the sync now: with PostgreSQL the run lease's holder; with "
+            "SQLite this node while its scheduler runs one (null while another process, such "
+            "as run-once, does)."
+        )
+    )
 
 
 class ReadyChecksOut(_Out):

@@ -11,7 +11,6 @@ from service.http.errors import error_body
 from service.http.params import RunParams, parse
 from service.http.replies import reply
 from service.scheduler import RunInProgress
-from service.store import job_log, last_error, last_success_at, open_job_logs
 from service.wire import JobLog
 
 CANCELLED = "Cancelled by request"
@@ -22,12 +21,18 @@ _CANCEL_WAIT_SECONDS = 4.0
 
 async def status(request: web.Request) -> web.Response:
     """Source, schedule, the run in progress (in any process) and the last success."""
-    db = request.app[appkeys.DATABASE]
+    store = request.app[appkeys.STORE]
     scheduler = request.app[appkeys.SCHEDULER]
     running = await _running(request)
-    last = await last_success_at(db)
+    last = await store.last_success_at()
     fresh = health.sync_freshness(request.app, last)
-    failed = await last_error(db)
+    failed = await store.last_error()
+    settings = request.app[appkeys.SETTINGS]
+    several = request.app[appkeys.BACKEND].several
+    if several is not None:
+        sync_node = await several.sync_node()
+    else:
+        sync_node = settings.node if scheduler.running is not None else None
     return reply(
         payloads.StatusOut(
             source=request.app[appkeys.SOURCE].description,
@@ -46,6 +51,8 @@ async def status(request: web.Request) -> web.Response:
                     else payloads.LastErrorOut(job_log=failed.job_log, line=failed.line)
                 ),
             ),
+            node=settings.node,
+            sync_node=sync_node,
         )
     )
 
@@ -76,10 +83,10 @@ async def run_now(request: web.Request) -> web.Response:
         log = await request.app[appkeys.SCHEDULER].trigger(force=params.force)
     except RunInProgress as busy:
         # As it is now, not as it was created (pending).
-        db = request.app[appkeys.DATABASE]
-        running = (await job_log(db, busy.running.id) if busy.running else None) or await _running(
-            request
-        )
+        store = request.app[appkeys.STORE]
+        running = (
+            await store.job_log(busy.running.id) if busy.running else None
+        ) or await _running(request)
         return reply(
             payloads.ConflictOut(
                 error="a sync run is already in progress",
@@ -94,24 +101,25 @@ async def run_now(request: web.Request) -> web.Response:
 async def cancel(request: web.Request) -> web.Response:
     """End a running run as error (``ERROR: Cancelled by request``): 202, or 409."""
     _refuse_a_body(request)
-    db = request.app[appkeys.DATABASE]
-    log = await job_log(db, request.match_info["ref"])
+    store = request.app[appkeys.STORE]
+    log = await store.job_log(request.match_info["ref"])
     scheduler = request.app[appkeys.SCHEDULER]
     if scheduler.running is None or scheduler.running.id != log.id:
-        why = "is not running" if log.status.finished else "is run by another process"
+        elsewhere = "node" if request.app[appkeys.BACKEND].several else "process"
+        why = "is not running" if log.status.finished else f"is run by another {elsewhere}"
         return reply(
             payloads.ConflictOut(error=f"job log {log.name} {why}", job_log=log),
             status=409,
         )
     await scheduler.cancel(CANCELLED, wait=_CANCEL_WAIT_SECONDS)
-    return reply(await job_log(db, log.id), status=202)
+    return reply(await store.job_log(log.id), status=202)
 
 
 async def _running(request: web.Request) -> JobLog | None:
     scheduler = request.app[appkeys.SCHEDULER]
     if scheduler.running is not None:
         return scheduler.running
-    open_logs = await open_job_logs(request.app[appkeys.DATABASE])
+    open_logs = await request.app[appkeys.STORE].open_job_logs()
     return open_logs[-1] if open_logs else None
 
 

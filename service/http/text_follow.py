@@ -22,7 +22,7 @@ from aiohttp import web
 
 from service import appkeys
 from service.events import Batch, Event, TooManySubscribers
-from service.store import Database, NotFound, detail_page, job_log, open_job_logs
+from service.store import JobLogStore, NotFound
 from service.wire import JobLog
 
 PAGE = 1000
@@ -78,7 +78,7 @@ def text_line(moment: datetime, message: str, zone: ZoneInfo) -> str:
 async def follow(request: web.Request, log: JobLog | None) -> web.StreamResponse:
     """Stream ``log``'s lines until it ends; None: the run going on, or else the next one."""
     app = request.app
-    db, hub = app[appkeys.DATABASE], app[appkeys.HUB]
+    store, hub = app[appkeys.STORE], app[appkeys.HUB]
     wake = _Wake(request, None if log is None else log.id)
     try:
         hub.subscribe(wake)
@@ -97,9 +97,9 @@ async def follow(request: web.Request, log: JobLog | None) -> web.StreamResponse
         )
         await response.prepare(request)
         if log is None:
-            log = await _next_run(db, wake)
+            log = await _next_run(store, wake)
         if log is not None:
-            await _follow_run(db, log, wake, response, app[appkeys.SETTINGS].zone)
+            await _follow_run(store, log, wake, response, app[appkeys.SETTINGS].zone)
         if not wake.gone:
             await response.write_eof()
     except ConnectionResetError:  # the client went away mid-write
@@ -109,11 +109,11 @@ async def follow(request: web.Request, log: JobLog | None) -> web.StreamResponse
     return response
 
 
-async def _next_run(db: Database, wake: _Wake) -> JobLog | None:
+async def _next_run(store: JobLogStore, wake: _Wake) -> JobLog | None:
     """The newest run still open, or the next one to start; None if the stream ends first."""
     while not wake.ended:
         wake.clear()
-        running = await open_job_logs(db)
+        running = await store.open_job_logs()
         if running:
             return running[-1]
         await wake.wait()
@@ -121,17 +121,17 @@ async def _next_run(db: Database, wake: _Wake) -> JobLog | None:
 
 
 async def _follow_run(
-    db: Database, log: JobLog, wake: _Wake, response: web.StreamResponse, zone: ZoneInfo
+    store: JobLogStore, log: JobLog, wake: _Wake, response: web.StreamResponse, zone: ZoneInfo
 ) -> None:
     after = 0
     while not wake.ended:
         wake.clear()
         try:
-            finished = (await job_log(db, log.id)).status.finished
+            finished = (await store.job_log(log.id)).status.finished
         except NotFound:  # purged meanwhile: nothing more will come
             return
         while True:
-            page = await detail_page(db, log.id, after=after, limit=PAGE)
+            page = await store.detail_page(log.id, after=after, limit=PAGE)
             if page.items:
                 text = "".join(text_line(d.created_at, d.message, zone) for d in page.items)
                 await response.write(text.encode())

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
-from service.store import Database, DetailMark, Purgeable, iter_details
+from service.store import DetailMark, JobLogStore, Purgeable
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class Archived:
     files: dict[Path, int]
 
 
-async def archive_batch(db: Database, folder: Path, batch: Sequence[Purgeable]) -> Archived:
+async def archive_batch(store: JobLogStore, folder: Path, batch: Sequence[Purgeable]) -> Archived:
     """Append each log of the batch to its month's file in ``folder``, fsynced.
 
     Raises ArchiveFailed when a file cannot be written; the files are then cut back to their
@@ -59,7 +59,7 @@ async def archive_batch(db: Database, folder: Path, batch: Sequence[Purgeable]) 
     marks: dict[int, DetailMark] = {}
     try:
         for item in batch:
-            marks[item.log.id] = await _archive_log(db, files, _month_file(folder, item), item)
+            marks[item.log.id] = await _archive_log(store, files, _month_file(folder, item), item)
         await blocking(files.commit)
     except BaseException:
         await blocking(files.discard)
@@ -71,12 +71,14 @@ async def archive_batch(db: Database, folder: Path, batch: Sequence[Purgeable]) 
     return Archived(marks, written)
 
 
-async def _archive_log(db: Database, files: MonthFiles, path: Path, item: Purgeable) -> DetailMark:
+async def _archive_log(
+    store: JobLogStore, files: MonthFiles, path: Path, item: Purgeable
+) -> DetailMark:
     """One JSON line: the log as the API shows it, its details streamed in a page at a time."""
     head = item.log.model_dump_json()
     files.add(path, head[:-1] + ',"details":[')
     count, last = 0, 0
-    async for page in iter_details(db, item.log.id, page=DETAIL_PAGE):
+    async for page in store.iter_details(item.log.id, page=DETAIL_PAGE):
         lines = ",".join(detail.model_dump_json() for detail in page)
         files.add(path, f",{lines}" if count else lines)
         count, last = count + len(page), page[-1].id

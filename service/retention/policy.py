@@ -1,10 +1,11 @@
 """The purge policy: which finished logs go, in what batches, and when (daily and on demand).
 
 Finished logs older than RETENTION_DAYS are archived (when ARCHIVE_DIR is set, see archive.py)
-and deleted with their details (the SQL is in service/store/purge.py). The purge goes in small
-batches, each archived first (written, flushed and fsynced) and then deleted in its own short
-transaction; it never touches a pending or processing log. An archive error stops it before
-anything more is deleted: PurgeStopped carries the report of what went before.
+and deleted with their details (the store's purge methods, on SQLite or PostgreSQL). The purge
+goes in small batches, each archived first (written, flushed and fsynced) and then deleted in
+its own short transaction; it never touches a pending or processing log. An archive error stops
+it before anything more is deleted: PurgeStopped carries the report of what went before. One
+purge runs at a time (the purge gate); with several nodes, one node purges per day.
 """
 
 from __future__ import annotations
@@ -13,21 +14,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from service.clock import Clock
 from service.retention.archive import ArchiveFailed, archive_batch, archive_path
-from service.runlock import RunLock
-from service.store import (
-    Database,
-    DetailMark,
-    Purgeable,
-    delete_details_through,
-    delete_logs,
-    purgeable_after,
-    purgeable_by_month,
-)
+from service.runlock import RunGate, RunLock
+from service.store import DetailMark, JobLogStore, Purgeable
 from service.tasks import cancel_and_wait
 
 # The purge's lines keep the logger name the README gives (the package's, not this module's).
@@ -45,9 +38,9 @@ PAUSE_SECONDS = 0.005
 class PurgeLocked(Exception):
     """Another purge, in this process or another, holds the purge lock."""
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(f"another purge holds the lock {path}")
-        self.path = path
+    def __init__(self, where: str) -> None:
+        super().__init__(f"another purge holds {where}")
+        self.where = where
 
 
 @dataclass
@@ -94,8 +87,9 @@ def purge_lock(database_path: Path) -> RunLock:
 
 
 async def purge(
-    db: Database,
+    store: JobLogStore,
     *,
+    gate: RunGate,
     cutoff: datetime,
     archive_dir: Path | None,
     dry_run: bool,
@@ -110,39 +104,38 @@ async def purge(
     """
     report = PurgeReport(cutoff=cutoff, dry_run=dry_run, archive_dir=archive_dir)
     if dry_run:
-        for month in await purgeable_by_month(db, cutoff):
+        for month in await store.purgeable_by_month(cutoff):
             report.logs += month.logs
             report.details += month.details
             if archive_dir is not None:
                 report.archived[archive_path(archive_dir, month.month)] = month.logs
         return report
-    lock = purge_lock(db.path)
-    if not lock.acquire():
-        raise PurgeLocked(lock.path)
+    if not await gate.acquire():
+        raise PurgeLocked(gate.where)
     try:
-        await _purge_batches(db, report, on_purged)
+        await _purge_batches(store, report, on_purged)
     except ArchiveFailed as exc:
         raise PurgeStopped(report, exc) from exc
     finally:
-        lock.release()
+        await asyncio.shield(gate.release())
     logger.info("%s", report.describe())
     return report
 
 
 async def _purge_batches(
-    db: Database, report: PurgeReport, on_purged: Callable[[int], None] | None
+    store: JobLogStore, report: PurgeReport, on_purged: Callable[[int], None] | None
 ) -> None:
     after = 0
-    while batch := await _next_batch(db, report.cutoff, after):
+    while batch := await _next_batch(store, report.cutoff, after):
         after = batch[-1].log.id
         if report.archive_dir is None:
             expected = {item.log.id: item.mark for item in batch}
         else:
-            archived = await archive_batch(db, report.archive_dir, batch)
+            archived = await archive_batch(store, report.archive_dir, batch)
             expected = archived.marks
             for path, count in archived.files.items():
                 report.archived[path] = report.archived.get(path, 0) + count
-        logs, details = await _delete(db, expected)
+        logs, details = await _delete(store, expected)
         report.logs += logs
         report.details += details
         logger.debug("purge batch: %d logs, %d details deleted", logs, details)
@@ -151,11 +144,11 @@ async def _purge_batches(
         await asyncio.sleep(PAUSE_SECONDS)
 
 
-async def _next_batch(db: Database, cutoff: datetime, after: int) -> list[Purgeable]:
+async def _next_batch(store: JobLogStore, cutoff: datetime, after: int) -> list[Purgeable]:
     """The next logs to purge: up to BATCH_LOGS, and DETAIL_BUDGET details unless one has more."""
     batch: list[Purgeable] = []
     details = 0
-    for item in await purgeable_after(db, cutoff, after=after, limit=BATCH_LOGS):
+    for item in await store.purgeable_after(cutoff, after=after, limit=BATCH_LOGS):
         if batch and details + item.detail_count > DETAIL_BUDGET:
             break
         batch.append(item)
@@ -163,7 +156,7 @@ async def _next_batch(db: Database, cutoff: datetime, after: int) -> list[Purgea
     return batch
 
 
-async def _delete(db: Database, expected: dict[int, DetailMark]) -> tuple[int, int]:
+async def _delete(store: JobLogStore, expected: dict[int, DetailMark]) -> tuple[int, int]:
     """Delete a batch; a log with more details than a transaction takes loses them in chunks
     first (a purge stopped half-way leaves it with its later details, archived again later)."""
     remaining = dict(expected)
@@ -172,15 +165,15 @@ async def _delete(db: Database, expected: dict[int, DetailMark]) -> tuple[int, i
         if count <= DETAIL_BUDGET:
             continue
         while True:
-            deleted = await delete_details_through(
-                db, job_log_id, through=last, limit=DETAIL_BUDGET
+            deleted = await store.delete_details_through(
+                job_log_id, through=last, limit=DETAIL_BUDGET
             )
             chunked += deleted
             await asyncio.sleep(PAUSE_SECONDS)
             if deleted < DETAIL_BUDGET:
                 break
         remaining[job_log_id] = (0, 0)
-    logs, details = await delete_logs(db, remaining)
+    logs, details = await store.delete_logs(remaining)
     return logs, details + chunked
 
 
@@ -189,19 +182,24 @@ def _count(n: int, noun: str) -> str:
 
 
 class Retention:
-    """The daily purge: once at start, then every 24 hours; nothing when retention_days is 0."""
+    """The daily purge: once at start, then every 24 hours; nothing when retention_days is 0.
+    With several nodes (``claim_day``), a day's purge runs on the node that claims the day."""
 
     def __init__(
         self,
-        db: Database,
+        store: JobLogStore,
         *,
+        gate: RunGate,
         retention_days: int,
         archive_dir: Path | None,
         clock: Clock,
         on_purged: Callable[[int], None] | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        claim_day: Callable[[date], Awaitable[bool]] | None = None,
     ) -> None:
-        self._db = db
+        self._store = store
+        self._gate = gate
+        self._claim_day = claim_day
         self._days = retention_days
         self._archive_dir = archive_dir
         self._clock = clock
@@ -224,9 +222,16 @@ class Retention:
         if self._days <= 0:
             return None
         try:
+            now = self._clock()
+            if self._claim_day is not None and not await self._claim_day(
+                now.astimezone(UTC).date()
+            ):
+                logger.info("purge skipped: another node purges today")
+                return None
             return await purge(
-                self._db,
-                cutoff=self._clock() - timedelta(days=self._days),
+                self._store,
+                gate=self._gate,
+                cutoff=now - timedelta(days=self._days),
                 archive_dir=self._archive_dir,
                 dry_run=False,
                 on_purged=self._on_purged,

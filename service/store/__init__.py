@@ -7,16 +7,22 @@ swap, the purge's statements, the readiness write.
 """
 
 from .changes import ChangeWatch
-from .contract import JobLogStore, SqliteStore
+from .contract import JobLogStore, SqliteStore, SqliteTarget, StagingAppender, SyncTarget
 from .database import Database, DatabaseUnavailable
 from .errors import (
+    DatabaseBusy,
+    DatabaseFailure,
+    DatabaseFull,
+    DatabaseGone,
     IncompatibleSchema,
     InvalidMessage,
     InvalidTransition,
     NotFound,
+    RunEnded,
     StoreError,
     is_busy,
     is_full,
+    is_gone,
 )
 from .heartbeat import Heartbeat, Unready
 from .models import MAX_PAGE, MAX_PER_PAGE, JobLogQuery
@@ -96,6 +102,10 @@ __all__ = [
     "ChangeSummary",
     "ChangeWatch",
     "Database",
+    "DatabaseBusy",
+    "DatabaseFailure",
+    "DatabaseFull",
+    "DatabaseGone",
     "DatabaseUnavailable",
     "DetailMark",
     "DetailPageJson",
@@ -110,10 +120,14 @@ __all__ = [
     "MonthCount",
     "NotFound",
     "Purgeable",
+    "RunEnded",
     "SqliteStore",
+    "SqliteTarget",
+    "StagingAppender",
     "StagingClosed",
     "StagingWriter",
     "StoreError",
+    "SyncTarget",
     "Unready",
     "add_detail",
     "buckets",
@@ -137,6 +151,7 @@ __all__ = [
     "high_water_marks",
     "is_busy",
     "is_full",
+    "is_gone",
     "iter_details",
     "job_log",
     "job_log_with_details",

@@ -15,6 +15,7 @@ import psycopg
 import pytest
 
 from service.sources.base import Column
+from service.store import DatabaseFailure
 from service.store.postgres import (
     LeaseLost,
     PgDatabase,
@@ -148,8 +149,9 @@ async def test_changed_columns_replace_the_table_and_recreate_its_views_and_inde
         await rows_of(url, 'CREATE VIEW notes AS SELECT "Note" FROM open_orders')
         await create_staging(db, 3, COLUMNS)
         await stage(db, 3, orders(10))
-        with pytest.raises(psycopg.errors.UndefinedColumn):
+        with pytest.raises(DatabaseFailure, match=r"column open_orders\.Note does not exist") as no:
             await swap_open_orders(db, 3, lease.epoch)
+        assert no.value.sqlstate == "42703"  # undefined_column, as the store's failure
         assert await count_open_orders(db) == 50
         await drop_staging(db)
         assert await count_open_orders(db, 3) == 0

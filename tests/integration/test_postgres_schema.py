@@ -70,6 +70,7 @@ async def test_the_schema_is_created_and_applied_again_unchanged(url: str) -> No
             "job_log_counts",
             "job_log_details",
             "job_logs",
+            "purge_days",
             "sync_lease",
             "sync_ticks",
         ]

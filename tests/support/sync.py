@@ -9,12 +9,13 @@ from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
 
+from service.backend import Backend, open_backend
 from service.clock import Clock, utc_now
-from service.components import build_scheduler, open_database, open_target
+from service.components import build_scheduler
 from service.scheduler import Scheduler
 from service.settings import Settings
 from service.sources import build_source
-from service.store import Database, job_log_with_details
+from service.store import Database, SqliteTarget, job_log_with_details
 from service.wire import JobLog, JobLogDetail, JobLogWithDetails
 
 from .wait import wait_for_async
@@ -96,10 +97,9 @@ async def sync_service(settings: Settings, clock: Clock = utc_now) -> AsyncItera
         seen.append(detail)
         appended.set()
 
-    async with open_database(settings, clock) as db, open_target(settings, db) as target:
-        scheduler = build_scheduler(
-            settings, db=db, target=target, source=source, clock=clock, on_detail=record
-        )
+    async with open_backend(settings, clock, serving=False) as backend:
+        db, target = sqlite_of(backend), sqlite_target_of(backend)
+        scheduler = build_scheduler(settings, backend, source=source, on_detail=record)
         try:
             yield Harness(db, target, scheduler, seen, appended)
         finally:
@@ -116,3 +116,15 @@ def tables(database: Path) -> set[str]:
     """The names of the tables in ``database``."""
     with closing(sqlite3.connect(database)) as conn:
         return {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+
+
+def sqlite_of(backend: Backend) -> Database:
+    """The job-log database of a backend in SQLite mode."""
+    assert backend.database is not None, "SQLite mode"
+    return backend.database
+
+
+def sqlite_target_of(backend: Backend) -> Database:
+    """The database receiving open_orders, in SQLite mode."""
+    assert isinstance(backend.target, SqliteTarget), "SQLite mode"
+    return backend.target.db

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import AbstractContextManager, asynccontextmanager
 from typing import Any, LiteralString
-from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 from psycopg.sql import Composed
 from psycopg_pool import AsyncConnectionPool
@@ -24,6 +22,8 @@ from psycopg_pool import AsyncConnectionPool
 from service.clock import Clock, utc_now
 
 from ..database import DatabaseUnavailable
+from .failures import scrubbed as scrubbed
+from .failures import translating
 from .lease import one_line
 from .schema import apply_schema
 
@@ -36,8 +36,19 @@ Connection = psycopg.AsyncConnection[Row]
 class PgDatabase:
     """A pool of sessions to one PostgreSQL database holding the job-log schema."""
 
-    def __init__(self, pool: AsyncConnectionPool[Connection], clock: Clock, zone: ZoneInfo) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Connection],
+        clock: Clock,
+        zone: ZoneInfo,
+        *,
+        url: str,
+        connect_seconds: float = 5.0,
+    ) -> None:
         self._pool = pool
+        # The pool's conninfo, for the sessions of a run's own (connect_blocking).
+        self._url = url
+        self._connect_seconds = connect_seconds
         self.clock = clock
         self.zone = zone
         # Called after each write transaction commits (the hub's wake-up on this node).
@@ -76,7 +87,7 @@ class PgDatabase:
             await pool.close()
             reason = scrubbed(one_line(exc), url)
             raise DatabaseUnavailable(f"cannot open the PostgreSQL database: {reason}") from None
-        return cls(pool, clock, zone or ZoneInfo("UTC"))
+        return cls(pool, clock, zone or ZoneInfo("UTC"), url=url, connect_seconds=connect_seconds)
 
     async def close(self) -> None:
         """Close every session, after the transactions under way have ended."""
@@ -84,33 +95,44 @@ class PgDatabase:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
-        """One write transaction on a session of the pool: COMMIT, or ROLLBACK on any error."""
-        async with self._pool.connection() as conn, conn.transaction():
-            yield conn
+        """One write transaction on a session of the pool: COMMIT, or ROLLBACK on any error.
+
+        A failure of the database leaves as the store's (DatabaseBusy, DatabaseFull,
+        DatabaseGone, DatabaseFailure: service/store/postgres/failures.py), never psycopg's.
+        """
+        with translating(self._url):
+            async with self._pool.connection() as conn, conn.transaction():
+                yield conn
         for listener in self.on_commit:
             listener()
 
     async def read(
         self, sql: LiteralString | Composed, params: Sequence[object] | Mapping[str, object] = ()
     ) -> list[Row]:
-        """The rows of one read-only statement."""
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute(sql, params)
-            return list(await cursor.fetchall())
+        """The rows of one read-only statement (failures as in :meth:`transaction`)."""
+        with translating(self._url):
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(sql, params)
+                return list(await cursor.fetchall())
 
+    def store_errors(self) -> AbstractContextManager[None]:
+        """A block whose psycopg errors leave as the store's (failures.py), without this
+        database's URL or password: for the sessions of :meth:`connect_blocking`."""
+        return translating(self._url)
 
-def scrubbed(text: str, url: str) -> str:
-    """``text`` without the URL's password, nor the URL itself (a driver may quote either when
-    it cannot parse it)."""
-    hidden = [url]
-    with suppress(ValueError):
-        password = urlsplit(url).password
-        if password:
-            hidden += [password, unquote(password)]
-    with suppress(psycopg.Error):
-        found = conninfo_to_dict(url).get("password")
-        if isinstance(found, str) and found:
-            hidden.append(found)
-    for secret in sorted(hidden, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
+    def connect_blocking(self, name: str) -> psycopg.Connection[tuple[Any, ...]]:
+        """A blocking session of its own on the pool's database, for a thread's work (a run's
+        staging): autocommit, rows as tuples, named ``name`` in pg_stat_activity, with TCP
+        keepalives that notice a dead server within about 11 s. It blocks: call it from a
+        thread. DatabaseGone (or another DatabaseFailure) when none can be had."""
+        with translating(self._url):
+            return psycopg.Connection.connect(
+                self._url,
+                autocommit=True,
+                connect_timeout=max(1, round(self._connect_seconds)),
+                keepalives=1,
+                keepalives_idle=5,
+                keepalives_interval=2,
+                keepalives_count=3,
+                application_name=name[:63],
+            )

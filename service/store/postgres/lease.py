@@ -24,20 +24,25 @@ from typing import Any, LiteralString
 import psycopg
 from psycopg.rows import tuple_row
 
+from ..errors import StoreError
+
 logger = logging.getLogger(__name__)
 
-# (0x4A4C 'JL', 10): the sync's run lock (see schema.py for the service's other locks).
-_RUN_LOCK = (19020, 10)
+# (0x4A4C 'JL', 10): the sync's run lock; 11: the purge's (see schema.py for the others).
+RUN_LOCK = (19020, 10)
+PURGE_LOCK = (19020, 11)
 
 Connection = psycopg.AsyncConnection[Any]
 
 
-class LeaseLost(Exception):
-    """The run lock is no longer this run's: another node may be running the sync."""
+class LeaseLost(StoreError):
+    """The run lock is no longer this run's: another node may be running the sync (a swap
+    fenced by its epoch ends the run as ``ERROR: Replace failed - …``)."""
 
 
 class RunLease:
-    """The sync's run lock, held by ``node`` on a session of its own."""
+    """The sync's run lock (or, ``key=PURGE_LOCK``, the purge's, which has no epoch), held by
+    ``node`` on a session of its own."""
 
     def __init__(
         self,
@@ -46,13 +51,20 @@ class RunLease:
         *,
         idle_seconds: float = 10.0,
         connect_seconds: float = 5.0,
+        key: tuple[int, int] = RUN_LOCK,
     ) -> None:
         self._url = url
+        self._key = key
         self.node = node
         self.idle_seconds = idle_seconds
         self._connect_seconds = connect_seconds
         self._conn: Connection | None = None
         self.epoch: int | None = None
+
+    @property
+    def where(self) -> str:
+        """For messages: what the lock is."""
+        return "the run lease on PostgreSQL" if self._key == RUN_LOCK else "the purge lock"
 
     @property
     def held(self) -> bool:
@@ -76,11 +88,14 @@ class RunLease:
                 "SELECT set_config('idle_session_timeout', %s, false)",
                 (f"{max(1, round(self.idle_seconds * 1000))}ms",),
             )
-            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", _RUN_LOCK)
+            cursor = await conn.execute("SELECT pg_try_advisory_lock(%s, %s)", self._key)
             row = await cursor.fetchone()
             if row is None or not row[0]:
                 await conn.close()
                 return False
+            if self._key != RUN_LOCK:
+                self._conn = conn
+                return True
             cursor = await conn.execute(
                 "UPDATE sync_lease SET epoch = epoch + 1, node = %s, "
                 "taken_at = now() AT TIME ZONE 'UTC' WHERE id = 1 RETURNING epoch",
@@ -126,7 +141,7 @@ class RunLease:
         if conn is None:
             return
         try:
-            await conn.execute("SELECT pg_advisory_unlock(%s, %s)", _RUN_LOCK)
+            await conn.execute("SELECT pg_advisory_unlock(%s, %s)", self._key)
         except psycopg.Error as exc:
             logger.info("releasing the run lease: %s", one_line(exc))
         await self._drop()

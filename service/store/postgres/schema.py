@@ -35,6 +35,8 @@ _SCHEMA_LOCK = (19020, 2)
 _INDEX_LOCK = (19020, 3)
 # The sequences schema.sql's id triggers draw from: what Rails' bigserial columns make.
 _SEQUENCES = {"job_logs": "job_logs_id_seq", "job_log_details": "job_log_details_id_seq"}
+# The trigram index that searches of lines use.
+SEARCH_INDEX = "index_job_log_details_on_message_trgm"
 INDEXES: dict[str, LiteralString] = {
     "index_job_logs_on_status_and_created_at": (
         "CREATE INDEX CONCURRENTLY IF NOT EXISTS index_job_logs_on_status_and_created_at "
@@ -56,7 +58,12 @@ async def apply_schema(conn: Connection) -> None:
         await conn.execute("SELECT pg_advisory_xact_lock(%s, %s)", _SCHEMA_LOCK)
         await _check_tables(conn)
         had_counts = await _exists(conn, "job_log_counts")
+        new = not await _exists(conn, "job_log_details")
         await conn.execute(SCHEMA.read_text(encoding="utf-8").encode())
+        if new:
+            # Empty tables: the indexes cost nothing now (CONCURRENTLY is for existing rows).
+            for create in INDEXES.values():
+                await conn.execute(create.replace(" CONCURRENTLY", ""))
         if not had_counts:
             started = time.monotonic()
             await conn.execute(

@@ -113,3 +113,10 @@ CREATE TABLE IF NOT EXISTS sync_ticks (
   node text NOT NULL,
   claimed_at timestamp(6) without time zone NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
 );
+
+-- The days (UTC) whose retention purge a node has claimed: one node purges per day.
+CREATE TABLE IF NOT EXISTS purge_days (
+  day date PRIMARY KEY,
+  node text NOT NULL,
+  claimed_at timestamp(6) without time zone NOT NULL DEFAULT (now() AT TIME ZONE 'UTC')
+);

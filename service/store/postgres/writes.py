@@ -12,7 +12,7 @@ import psycopg
 
 from service.wire import JobLog, JobLogDetail, Status
 
-from ..errors import InvalidTransition, NotFound
+from ..errors import InvalidTransition, NotFound, RunEnded
 from ..writes import ALLOWED_FROM, fit_message, name_for
 from .database import Connection, PgDatabase
 from .wakeups import notify
@@ -98,12 +98,23 @@ async def add_detail(db: PgDatabase, job_log_id: int, message: str) -> JobLogDet
     """Append a message to a log, timestamped now; see :func:`fit_message` for its limits."""
     text = fit_message(message)
     at = stamp(db.clock())
-    try:
-        async with db.transaction() as conn:
+    async with db.transaction() as conn:
+        # FOR SHARE: the run cannot end until this line is in. A run that has ended takes no
+        # more lines: a runner that lost its node's lease (its run closed as node lost by
+        # another node) can write nothing that counts.
+        found = await _one(
+            conn, "SELECT status FROM job_logs WHERE id = %s FOR SHARE", (job_log_id,)
+        )
+        if found is None:
+            raise NotFound(f"job log {job_log_id} does not exist")
+        if Status(found["status"]).finished:
+            raise RunEnded(f"job log {job_log_id} has ended and takes no more lines")
+        try:
             row = await _insert_detail(conn, job_log_id, text, at)
-            await notify(conn, detail_id=row["id"])
-    except psycopg.errors.ForeignKeyViolation:
-        raise NotFound(f"job log {job_log_id} does not exist") from None
+        except psycopg.errors.ForeignKeyViolation:
+            # Raised inside: the transaction turns psycopg's errors into the store's.
+            raise NotFound(f"job log {job_log_id} does not exist") from None
+        await notify(conn, detail_id=row["id"])
     return detail_from(row)
 
 
