@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from service.wire import (
     NAME_PATTERN,
@@ -329,13 +330,20 @@ async def detail_page_json(
     return DetailPageJson(items=items, next_after=last if row["more"] else None)
 
 
-async def iter_details(
+def iter_details(
     db: Database, job_log_id: int, *, page: int = 1000
 ) -> AsyncIterator[list[JobLogDetail]]:
     """All lines of a run in id order, a page at a time (for streaming very long runs)."""
+    return paged(partial(detail_page, db, job_log_id), page)
+
+
+async def paged(
+    read: Callable[..., Awaitable[DetailPage]], page: int
+) -> AsyncIterator[list[JobLogDetail]]:
+    """Every page ``read(after=…, limit=page)`` gives, from the start, until the last."""
     after = 0
     while True:
-        chunk = await detail_page(db, job_log_id, after=after, limit=page)
+        chunk = await read(after=after, limit=page)
         if chunk.items:
             yield chunk.items
         if chunk.next_after is None:

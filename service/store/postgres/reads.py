@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from service.wire import (
@@ -23,7 +24,7 @@ from service.wire import (
 )
 
 from ..errors import NotFound
-from ..reads import DetailPageJson, LastError, log_key
+from ..reads import DetailPageJson, LastError, log_key, paged
 from ..rows import is_status
 from .database import PgDatabase
 from .json_rows import detail_json, log_json_head, log_json_tail
@@ -225,18 +226,11 @@ async def detail_page_json(
     return DetailPageJson(items=row["items"], next_after=row["last"] if row["more"] else None)
 
 
-async def iter_details(
+def iter_details(
     db: PgDatabase, job_log_id: int, *, page: int = 1000
 ) -> AsyncIterator[list[JobLogDetail]]:
     """All lines of a run in id order, a page at a time (for streaming very long runs)."""
-    after = 0
-    while True:
-        chunk = await detail_page(db, job_log_id, after=after, limit=page)
-        if chunk.items:
-            yield chunk.items
-        if chunk.next_after is None:
-            return
-        after = chunk.next_after
+    return paged(partial(detail_page, db, job_log_id), page)
 
 
 async def last_details(db: PgDatabase, job_log_id: int, count: int) -> list[JobLogDetail]:
