@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint typecheck pytest system-packages bench bench-quick clean
+.PHONY: run test lint typecheck pytest system-packages bench bench-quick cluster cluster-test clean
 
 run: $(VENV)/.runtime
 	$(BIN)/python -m service
@@ -32,6 +32,16 @@ bench: system-packages $(VENV)/.bench
 
 bench-quick: system-packages $(VENV)/.bench
 	$(BIN)/python -m bench.run_all --quick
+
+# Three nodes on one PostgreSQL (a throwaway cluster in /tmp) on ports 8081-8083, for a person to
+# try: prints the URLs and tokens; Ctrl-C stops them all and removes the folders.
+cluster: system-packages $(VENV)/.test
+	$(BIN)/python -m tests.support.cluster
+
+# The cluster test's full round (tests/cluster: each fault five times, 20-second runs, figures
+# printed); `make test` runs its short round (each fault once).
+cluster-test: system-packages $(VENV)/.test
+	$(BIN)/pytest tests/cluster --cluster-round=full -s
 
 system-packages:
 	@sh tests/system-packages.sh

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from service.metrics import Metrics
-from service.store import ChangeWatch, JobLogStore
+from service.store import ChangeWatch, JobLogStore, StoreError
 from service.tasks import cancel_and_wait
 from service.wire import EventDetail, JobLog
 
@@ -182,6 +182,8 @@ class EventHub:
             try:
                 while await self._poll():
                     pass
+            except StoreError as exc:  # the database restarting, busy: said in one line
+                logger.warning("following the job-log database failed (%s); retrying", exc)
             except Exception:
                 logger.exception("following the job-log database failed; retrying")
 

@@ -27,7 +27,7 @@ from service.clock import Clock
 from service.runlock import RunGate
 from service.runlog import DetailListener
 from service.schedule import Cron, paused
-from service.store import JobLogStore, until_written
+from service.store import JobLogStore, StoreError, until_written
 from service.sync import SHUTTING_DOWN, RunControl, SyncJob
 from service.tasks import cancel_and_wait
 from service.wire import JobLog
@@ -140,8 +140,9 @@ class Scheduler:
         assert self._run is not None
         return await asyncio.shield(self._run)
 
-    async def trigger(self, *, force: bool = False) -> JobLog:
-        """Start a run in the background and return its new (pending) log at once."""
+    async def trigger(self, *, force: bool = False, takeover: bool = False) -> JobLog:
+        """Start a run in the background and return its new (pending) log at once; with
+        ``takeover``, only if a lost node's run was there to close (RunInProgress if not)."""
         if self._starting is not None:  # another request is creating the run's log right now
             raise RunInProgress(await asyncio.shield(self._starting))
         await self._let_an_ended_run_go()
@@ -156,8 +157,7 @@ class Scheduler:
             starting.set_result(None)
             raise
         try:
-            await self._close_stale()
-            log = await self._store.create_job_log()
+            log = await self._while_kept(self._open_run(takeover))
         except BaseException:
             await asyncio.shield(self._lock.release())
             starting.set_result(None)
@@ -172,6 +172,35 @@ class Scheduler:
         self._control, self._job_task = control, job
         self._run = asyncio.create_task(self._supervise(log, sync, job, control))
         return log
+
+    async def _open_run(self, takeover: bool) -> JobLog:
+        closed = await self._close_stale()
+        if takeover and not closed:
+            # The run seen open ended meanwhile (its node ended it, or another node took
+            # over): there is nothing to replace.
+            raise RunInProgress(None)
+        return await self._store.create_job_log()
+
+    async def _while_kept(self, work: Awaitable[JobLog]) -> JobLog:
+        """``work``, with the lock kept meanwhile (pinged: closing a lost node's run may wait
+        for that node's locks); RunInProgress, and ``work`` cancelled, if the lock is lost."""
+        task = asyncio.ensure_future(work)
+        kept = asyncio.ensure_future(self._lock.keep())
+        try:
+            await asyncio.wait({task, kept}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            task.cancel()
+            kept.cancel()
+            raise
+        kept.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await kept
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            raise RunInProgress(None)
+        return task.result()
 
     async def _let_an_ended_run_go(self) -> None:
         """A run whose end is committed is only tidying up: wait for it rather than refuse a
@@ -251,11 +280,11 @@ class Scheduler:
             self._run = self._job_task = self._control = self.running = None
             await asyncio.shield(self._lock.release())
 
-    async def _close_stale(self) -> None:
+    async def _close_stale(self) -> int:
         """With the lock held: close logs a killed process left open — once per process; with
         several nodes before every run (an open log with the lock free lost its node)."""
         if self._stale_closed and self._takeover_seconds is None:
-            return
+            return 0
         several = self._takeover_seconds is not None
         closed = await self._store.close_unfinished(NODE_LOST if several else RESTARTED)
         for log in closed:
@@ -272,6 +301,7 @@ class Scheduler:
         if closed or not self._stale_closed:
             await self._job(self._lock.epoch).recover()
         self._stale_closed = True
+        return len(closed)
 
     async def _watch_lost_runs(self) -> None:
         """Every ``takeover_seconds``: a run left open while no node holds the lock lost its
@@ -284,10 +314,12 @@ class Scheduler:
                     and self._starting is None
                     and await self._store.open_job_logs()
                 ):
-                    log = await self.trigger()
+                    log = await self.trigger(takeover=True)
                     logger.warning("took over the sync: replacement run %s", log.name)
             except RunInProgress:
                 pass  # the run's node is alive and holds the lock
+            except StoreError as exc:
+                logger.warning("the watch for runs of lost nodes failed (%s); retrying", exc)
             except Exception:
                 logger.exception("the watch for runs of lost nodes failed; retrying")
             await self._sleep(self._takeover_seconds)

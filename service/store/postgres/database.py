@@ -64,13 +64,29 @@ class PgDatabase:
         min_size: int = 1,
         max_size: int = 10,
         connect_seconds: float = 5.0,
+        name: str = "joblog",
+        idle_in_transaction_seconds: float | None = None,
     ) -> PgDatabase:
-        """Connect the pool and apply the schema (store/postgres/schema.sql)."""
+        """Connect the pool and apply the schema (store/postgres/schema.sql). Its sessions are
+        called ``name`` in pg_stat_activity; with ``idle_in_transaction_seconds`` the server
+        ends a session whose transaction stays idle that long — a hung node's, whose locks
+        (a run's row, the commit-order lock) would otherwise hold every other node up."""
+
+        async def configure(conn: Connection) -> None:
+            # A statement, not a startup option: PgBouncer passes it on.
+            if idle_in_transaction_seconds is not None:
+                timeout = f"{max(1, round(idle_in_transaction_seconds * 1000))}ms"
+                await conn.execute(
+                    "SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                    (timeout,),
+                )
+
         pool: AsyncConnectionPool[Connection] = AsyncConnectionPool(
             url,
             min_size=min_size,
             max_size=max_size,
-            kwargs={"autocommit": True, "row_factory": dict_row},
+            kwargs={"autocommit": True, "row_factory": dict_row, "application_name": name[:63]},
+            configure=configure,
             connection_class=psycopg.AsyncConnection[Row],
             timeout=connect_seconds,
             open=False,

@@ -71,7 +71,13 @@ class PgNode:
         """Open the pool (applying the schema); serving, start listening and the index
         build."""
         direct = direct_url or url
-        db = await PgDatabase.open(url, clock=clock, zone=zone)
+        db = await PgDatabase.open(
+            url,
+            clock=clock,
+            zone=zone,
+            name=f"joblog ({node})",
+            idle_in_transaction_seconds=lease_seconds,
+        )
 
         def wake(_: Wake) -> None:
             for listener in list(db.on_commit):
