@@ -16,7 +16,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # In the order of docs/benchmarks.md.
-BENCHMARKS = ("sync_throughput", "fanout", "history", "footprint", "adoption", "chart_draw")
+BENCHMARKS = (
+    "sync_throughput",
+    "fanout",
+    "history",
+    "postgres",
+    "footprint",
+    "adoption",
+    "chart_draw",
+)
 
 
 def machine() -> str:

@@ -32,9 +32,10 @@ from .schema import INDEXES, apply_schema, build_indexes, index_state
 from .staging import PgStagingWriter
 from .store import PostgresStore
 from .target import PgTarget
-from .wakeups import Wake, Wakeups, notify
+from .wakeups import CHANNEL, Wake, Wakeups, notify
 
 __all__ = [
+    "CHANNEL",
     "INDEXES",
     "LeaseLost",
     "PgDatabase",

@@ -102,10 +102,12 @@ async def _runs_page(db: PgDatabase, query: JobLogQuery) -> tuple[list[dict[str,
         )
         found = int(counted[0]["n"])
         total, capped = min(found, SEARCH_TOTAL_CAP), found > SEARCH_TOTAL_CAP
+    # The JSON is written for the page's rows only, after the OFFSET has skipped the others.
     rows = await db.read(
-        f"SELECT l.id, l.name, l.status, l.created_at, l.updated_at, {log_json('l.')} AS j "
-        f"FROM job_logs AS l WHERE {where} "
-        "ORDER BY l.created_at DESC, l.id DESC LIMIT %(limit)s OFFSET %(offset)s",
+        f"SELECT p.*, {log_json('p.')} AS j FROM (SELECT l.id, l.name, l.status, l.created_at, "
+        f"l.updated_at FROM job_logs AS l WHERE {where} "
+        "ORDER BY l.created_at DESC, l.id DESC LIMIT %(limit)s OFFSET %(offset)s) AS p "
+        "ORDER BY p.created_at DESC, p.id DESC",
         params,
     )
     return rows, total, capped
