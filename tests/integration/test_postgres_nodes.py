@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pydantic import SecretStr
@@ -169,3 +171,35 @@ async def test_a_run_that_has_ended_takes_no_more_lines(
     with pytest.raises(InvalidTransition):
         await store.set_status(log.id, Status.success)
     assert [d.message for d in await store.last_details(log.id, 5)] == [NODE_LOST]
+
+
+async def test_the_database_password_appears_nowhere(
+    make_client: MakeClient,
+    database_url: str,
+    postgres: PostgresServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not in a log line (sessions cut under a run included), nor in any answer a viewer, the
+    metrics or nobody gets."""
+    caplog.set_level(logging.DEBUG)
+    password = urlsplit(database_url).password
+    assert password
+    a = await node(make_client, database_url, "node-a", demo_delay_seconds=0.2)
+    started = await a.post("/api/job_logs", headers=ADMIN)
+    assert started.status == 202
+    user = urlsplit(database_url).username
+    postgres.terminate_backends(user)  # the pool, LISTEN and lease sessions, mid-run
+    answers = []
+    for path in ("/readyz", "/api/status", "/metrics", "/api/openapi.json", "/api/job_logs"):
+        for headers in ({}, ADMIN):
+            response = await a.get(path, headers=headers)
+            answers.append(await response.text())
+    await wait_for_async(lambda: _ended(a), "the cut run ended, one way or the other", within=20)
+    for text in [caplog.text, *answers]:
+        assert password not in text
+        assert database_url not in text
+
+
+async def _ended(client: Client) -> bool:
+    latest = await client.app[appkeys.STORE].latest_job_log()
+    return latest is not None and latest.status.finished

@@ -30,6 +30,7 @@ from service.store import (
 from service.store.postgres import PgDatabase, PostgresStore
 from service.wire import JobLog, JobLogWithDetails, Status
 from tests.support.clock import FakeClock
+from tests.support.life_cycle import STEPS_TO
 from tests.support.postgres import PostgresServer
 
 pytestmark = pytest.mark.integration
@@ -342,13 +343,7 @@ async def _run(
     log = await store.create_job_log()
     for message in messages:
         await store.add_detail(log.id, message)
-    steps = {
-        Status.pending: [],
-        Status.processing: [Status.processing],
-        Status.error: [Status.error],
-        Status.success: [Status.processing, Status.success],
-    }[status]
-    for step in steps:
+    for step in STEPS_TO[status]:
         clock.now = log.created_at + took
         log = await store.set_status(log.id, step)
     return log

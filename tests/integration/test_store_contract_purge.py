@@ -15,6 +15,7 @@ from service.store import JobLogStore, MonthCount, NotFound
 from service.store.postgres import PgDatabase, PostgresStore
 from service.wire import Status
 from tests.support.clock import FakeClock
+from tests.support.life_cycle import STEPS_TO
 from tests.support.wait import wait_for_async
 
 pytestmark = pytest.mark.integration
@@ -29,13 +30,7 @@ async def run_at(store: JobLogStore, status: Status, *, lines: int = 0) -> int:
     log = await store.create_job_log()
     for n in range(lines):
         await store.add_detail(log.id, f"Batch {n + 1}/{lines} imported (500 records)")
-    steps = {
-        Status.pending: [],
-        Status.processing: [Status.processing],
-        Status.error: [Status.error],
-        Status.success: [Status.processing, Status.success],
-    }[status]
-    for step in steps:
+    for step in STEPS_TO[status]:
         await store.set_status(log.id, step)
     return log.id
 

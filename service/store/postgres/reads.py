@@ -30,7 +30,7 @@ from .database import PgDatabase
 from .json_rows import detail_json, log_json_head, log_json_tail
 from .schema import SEARCH_INDEX
 from .search import MATCHES, match_params
-from .writes import aware, detail_from, job_log_from
+from .writes import aware, detail_fields, detail_from, job_log_from
 
 _LOG = "id, name, status, created_at, updated_at"
 _LOG_OF_L = "l.id, l.name, l.status, l.created_at, l.updated_at"
@@ -310,14 +310,7 @@ async def changes_since(
 
 
 def _event_detail(row: dict[str, Any]) -> EventDetail:
-    return EventDetail(
-        id=row["id"],
-        job_log_id=row["job_log_id"],
-        message=row["message"],
-        created_at=aware(row["created_at"]),
-        updated_at=aware(row["updated_at"]),
-        job_log_name=row["job_log_name"],
-    )
+    return EventDetail(**detail_fields(row), job_log_name=row["job_log_name"])
 
 
 async def search_progress(db: PgDatabase) -> float | None:

@@ -38,14 +38,19 @@ def job_log_from(row: dict[str, Any]) -> JobLog:
     )
 
 
+def detail_fields(row: dict[str, Any]) -> dict[str, Any]:
+    """A job_log_details row's fields, its times aware (for JobLogDetail and EventDetail)."""
+    return {
+        "id": row["id"],
+        "job_log_id": row["job_log_id"],
+        "message": row["message"],
+        "created_at": aware(row["created_at"]),
+        "updated_at": aware(row["updated_at"]),
+    }
+
+
 def detail_from(row: dict[str, Any]) -> JobLogDetail:
-    return JobLogDetail(
-        id=row["id"],
-        job_log_id=row["job_log_id"],
-        message=row["message"],
-        created_at=aware(row["created_at"]),
-        updated_at=aware(row["updated_at"]),
-    )
+    return JobLogDetail(**detail_fields(row))
 
 
 async def create_job_log(db: PgDatabase) -> JobLog:
